@@ -1,0 +1,1 @@
+//! Classic BPF programs for the capture socket. Not written yet.

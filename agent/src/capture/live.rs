@@ -1,0 +1,2 @@
+//! Live capture on network interfaces (AF_PACKET, through pnet on our own socket).
+//! Not written yet.

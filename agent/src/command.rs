@@ -1,0 +1,358 @@
+//! The one table of ICS commands: each command's protocol, its name (the protocol
+//! specification's own name in snake_case) and its class (DESIGN.md, "Classification").
+//! Operators see these names in metrics, events and policy files; `docs` in README.md
+//! lists them from this table.
+//!
+//! A command is counted as a request (`ics_commands`) or a response (`ics_responses`);
+//! exceptions and error responses are counted under the protocol's `exception` entry.
+//! Codes the specifications do not define map to the protocol's `unknown` entry, so the
+//! label set stays closed whatever arrives on the wire.
+
+use crate::proto::Proto;
+use std::fmt;
+
+/// What a command does to the process, for policy and severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    Read,
+    Write,
+    Control,
+    Program,
+    State,
+    Config,
+    Diagnostic,
+    Other,
+}
+
+impl Class {
+    pub const ALL: &'static [Class] = &[
+        Class::Read,
+        Class::Write,
+        Class::Control,
+        Class::Program,
+        Class::State,
+        Class::Config,
+        Class::Diagnostic,
+        Class::Other,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::Control => "control",
+            Class::Program => "program",
+            Class::State => "state",
+            Class::Config => "config",
+            Class::Diagnostic => "diagnostic",
+            Class::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One row of the command table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandInfo {
+    pub proto: Proto,
+    pub name: &'static str,
+    pub class: Class,
+}
+
+macro_rules! commands {
+    ($($variant:ident => ($proto:ident, $name:literal, $class:ident)),* $(,)?) => {
+        /// A command id: dense from 0, usable as an array index.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum Cmd { $($variant),* }
+
+        impl Cmd {
+            /// Every command, in table order.
+            pub const ALL: &'static [Cmd] = &[$(Cmd::$variant),*];
+            pub const COUNT: usize = Cmd::ALL.len();
+
+            pub const fn info(self) -> CommandInfo {
+                match self {
+                    $(Cmd::$variant => CommandInfo {
+                        proto: Proto::$proto,
+                        name: $name,
+                        class: Class::$class,
+                    }),*
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    // Modbus Application Protocol Specification V1.1b3, section 6 (public function
+    // codes), plus the legacy Modicon programming codes and Schneider UMAS (fc 90),
+    // which carry PLC programming and stop/start.
+    ModbusReadCoils => (Modbus, "read_coils", Read),
+    ModbusReadDiscreteInputs => (Modbus, "read_discrete_inputs", Read),
+    ModbusReadHoldingRegisters => (Modbus, "read_holding_registers", Read),
+    ModbusReadInputRegisters => (Modbus, "read_input_registers", Read),
+    ModbusWriteSingleCoil => (Modbus, "write_single_coil", Write),
+    ModbusWriteSingleRegister => (Modbus, "write_single_register", Write),
+    ModbusReadExceptionStatus => (Modbus, "read_exception_status", Diagnostic),
+    ModbusDiagnostics => (Modbus, "diagnostics", Diagnostic),
+    ModbusGetCommEventCounter => (Modbus, "get_comm_event_counter", Diagnostic),
+    ModbusGetCommEventLog => (Modbus, "get_comm_event_log", Diagnostic),
+    ModbusWriteMultipleCoils => (Modbus, "write_multiple_coils", Write),
+    ModbusWriteMultipleRegisters => (Modbus, "write_multiple_registers", Write),
+    ModbusReportServerId => (Modbus, "report_server_id", Diagnostic),
+    ModbusReadFileRecord => (Modbus, "read_file_record", Read),
+    ModbusWriteFileRecord => (Modbus, "write_file_record", Write),
+    ModbusMaskWriteRegister => (Modbus, "mask_write_register", Write),
+    ModbusReadWriteMultipleRegisters => (Modbus, "read_write_multiple_registers", Write),
+    ModbusReadFifoQueue => (Modbus, "read_fifo_queue", Read),
+    ModbusEncapsulatedInterfaceTransport => (Modbus, "encapsulated_interface_transport", Other),
+    ModbusReadDeviceIdentification => (Modbus, "read_device_identification", Diagnostic),
+    ModbusLegacyProgram => (Modbus, "legacy_program", Program),
+    ModbusLegacyPoll => (Modbus, "legacy_poll", Diagnostic),
+    ModbusFirmwareReplacement => (Modbus, "firmware_replacement", Program),
+    ModbusUmas => (Modbus, "umas", Program),
+    ModbusUserDefined => (Modbus, "user_defined", Other),
+    ModbusUnknown => (Modbus, "unknown", Other),
+    ModbusException => (Modbus, "exception", Other),
+
+    // DNP3, IEEE 1815-2012 table 4-1 (application layer function codes).
+    Dnp3Confirm => (Dnp3, "confirm", Other),
+    Dnp3Read => (Dnp3, "read", Read),
+    Dnp3Write => (Dnp3, "write", Write),
+    Dnp3Select => (Dnp3, "select", Control),
+    Dnp3Operate => (Dnp3, "operate", Control),
+    Dnp3DirectOperate => (Dnp3, "direct_operate", Control),
+    Dnp3DirectOperateNr => (Dnp3, "direct_operate_nr", Control),
+    Dnp3ImmedFreeze => (Dnp3, "immed_freeze", Control),
+    Dnp3ImmedFreezeNr => (Dnp3, "immed_freeze_nr", Control),
+    Dnp3FreezeClear => (Dnp3, "freeze_clear", Control),
+    Dnp3FreezeClearNr => (Dnp3, "freeze_clear_nr", Control),
+    Dnp3FreezeAtTime => (Dnp3, "freeze_at_time", Control),
+    Dnp3FreezeAtTimeNr => (Dnp3, "freeze_at_time_nr", Control),
+    Dnp3ColdRestart => (Dnp3, "cold_restart", State),
+    Dnp3WarmRestart => (Dnp3, "warm_restart", State),
+    Dnp3InitializeData => (Dnp3, "initialize_data", State),
+    Dnp3InitializeApplication => (Dnp3, "initialize_application", State),
+    Dnp3StartApplication => (Dnp3, "start_application", State),
+    Dnp3StopApplication => (Dnp3, "stop_application", State),
+    Dnp3SaveConfiguration => (Dnp3, "save_configuration", Config),
+    Dnp3EnableUnsolicited => (Dnp3, "enable_unsolicited", Config),
+    Dnp3DisableUnsolicited => (Dnp3, "disable_unsolicited", Config),
+    Dnp3AssignClass => (Dnp3, "assign_class", Config),
+    Dnp3DelayMeasure => (Dnp3, "delay_measure", Diagnostic),
+    Dnp3RecordCurrentTime => (Dnp3, "record_current_time", Config),
+    Dnp3OpenFile => (Dnp3, "open_file", Program),
+    Dnp3CloseFile => (Dnp3, "close_file", Program),
+    Dnp3DeleteFile => (Dnp3, "delete_file", Program),
+    Dnp3GetFileInfo => (Dnp3, "get_file_info", Read),
+    Dnp3AuthenticateFile => (Dnp3, "authenticate_file", Other),
+    Dnp3AbortFile => (Dnp3, "abort_file", Program),
+    Dnp3ActivateConfig => (Dnp3, "activate_config", Config),
+    Dnp3AuthenticateReq => (Dnp3, "authenticate_req", Other),
+    Dnp3AuthenticateErr => (Dnp3, "authenticate_err", Other),
+    Dnp3Response => (Dnp3, "response", Other),
+    Dnp3UnsolicitedResponse => (Dnp3, "unsolicited_response", Other),
+    Dnp3AuthenticateResp => (Dnp3, "authenticate_resp", Other),
+    Dnp3Unknown => (Dnp3, "unknown", Other),
+
+    // IEC 60870-5-104 (and -101 type identifications, IEC 60870-5-101 7.2.1).
+    // Process information in monitor direction: counted as responses.
+    Iec104MSpNa1 => (Iec104, "m_sp_na_1", Read),
+    Iec104MSpTa1 => (Iec104, "m_sp_ta_1", Read),
+    Iec104MDpNa1 => (Iec104, "m_dp_na_1", Read),
+    Iec104MDpTa1 => (Iec104, "m_dp_ta_1", Read),
+    Iec104MStNa1 => (Iec104, "m_st_na_1", Read),
+    Iec104MStTa1 => (Iec104, "m_st_ta_1", Read),
+    Iec104MBoNa1 => (Iec104, "m_bo_na_1", Read),
+    Iec104MBoTa1 => (Iec104, "m_bo_ta_1", Read),
+    Iec104MMeNa1 => (Iec104, "m_me_na_1", Read),
+    Iec104MMeTa1 => (Iec104, "m_me_ta_1", Read),
+    Iec104MMeNb1 => (Iec104, "m_me_nb_1", Read),
+    Iec104MMeTb1 => (Iec104, "m_me_tb_1", Read),
+    Iec104MMeNc1 => (Iec104, "m_me_nc_1", Read),
+    Iec104MMeTc1 => (Iec104, "m_me_tc_1", Read),
+    Iec104MItNa1 => (Iec104, "m_it_na_1", Read),
+    Iec104MItTa1 => (Iec104, "m_it_ta_1", Read),
+    Iec104MEpTa1 => (Iec104, "m_ep_ta_1", Read),
+    Iec104MEpTb1 => (Iec104, "m_ep_tb_1", Read),
+    Iec104MEpTc1 => (Iec104, "m_ep_tc_1", Read),
+    Iec104MPsNa1 => (Iec104, "m_ps_na_1", Read),
+    Iec104MMeNd1 => (Iec104, "m_me_nd_1", Read),
+    Iec104MSpTb1 => (Iec104, "m_sp_tb_1", Read),
+    Iec104MDpTb1 => (Iec104, "m_dp_tb_1", Read),
+    Iec104MStTb1 => (Iec104, "m_st_tb_1", Read),
+    Iec104MBoTb1 => (Iec104, "m_bo_tb_1", Read),
+    Iec104MMeTd1 => (Iec104, "m_me_td_1", Read),
+    Iec104MMeTe1 => (Iec104, "m_me_te_1", Read),
+    Iec104MMeTf1 => (Iec104, "m_me_tf_1", Read),
+    Iec104MItTb1 => (Iec104, "m_it_tb_1", Read),
+    Iec104MEpTd1 => (Iec104, "m_ep_td_1", Read),
+    Iec104MEpTe1 => (Iec104, "m_ep_te_1", Read),
+    Iec104MEpTf1 => (Iec104, "m_ep_tf_1", Read),
+    Iec104MEiNa1 => (Iec104, "m_ei_na_1", Read),
+    // Process information in control direction.
+    Iec104CScNa1 => (Iec104, "c_sc_na_1", Control),
+    Iec104CDcNa1 => (Iec104, "c_dc_na_1", Control),
+    Iec104CRcNa1 => (Iec104, "c_rc_na_1", Control),
+    Iec104CSeNa1 => (Iec104, "c_se_na_1", Control),
+    Iec104CSeNb1 => (Iec104, "c_se_nb_1", Control),
+    Iec104CSeNc1 => (Iec104, "c_se_nc_1", Control),
+    Iec104CBoNa1 => (Iec104, "c_bo_na_1", Control),
+    Iec104CScTa1 => (Iec104, "c_sc_ta_1", Control),
+    Iec104CDcTa1 => (Iec104, "c_dc_ta_1", Control),
+    Iec104CRcTa1 => (Iec104, "c_rc_ta_1", Control),
+    Iec104CSeTa1 => (Iec104, "c_se_ta_1", Control),
+    Iec104CSeTb1 => (Iec104, "c_se_tb_1", Control),
+    Iec104CSeTc1 => (Iec104, "c_se_tc_1", Control),
+    Iec104CBoTa1 => (Iec104, "c_bo_ta_1", Control),
+    // System information in control direction.
+    Iec104CIcNa1 => (Iec104, "c_ic_na_1", Read),
+    Iec104CCiNa1 => (Iec104, "c_ci_na_1", Read),
+    Iec104CRdNa1 => (Iec104, "c_rd_na_1", Read),
+    Iec104CCsNa1 => (Iec104, "c_cs_na_1", Control),
+    Iec104CTsNa1 => (Iec104, "c_ts_na_1", Diagnostic),
+    Iec104CRpNa1 => (Iec104, "c_rp_na_1", State),
+    Iec104CCdNa1 => (Iec104, "c_cd_na_1", Diagnostic),
+    Iec104CTsTa1 => (Iec104, "c_ts_ta_1", Diagnostic),
+    // Parameters in control direction.
+    Iec104PMeNa1 => (Iec104, "p_me_na_1", Config),
+    Iec104PMeNb1 => (Iec104, "p_me_nb_1", Config),
+    Iec104PMeNc1 => (Iec104, "p_me_nc_1", Config),
+    Iec104PAcNa1 => (Iec104, "p_ac_na_1", Config),
+    // File transfer.
+    Iec104FFrNa1 => (Iec104, "f_fr_na_1", Program),
+    Iec104FSrNa1 => (Iec104, "f_sr_na_1", Program),
+    Iec104FScNa1 => (Iec104, "f_sc_na_1", Program),
+    Iec104FLsNa1 => (Iec104, "f_ls_na_1", Program),
+    Iec104FAfNa1 => (Iec104, "f_af_na_1", Program),
+    Iec104FSgNa1 => (Iec104, "f_sg_na_1", Program),
+    Iec104FDrTa1 => (Iec104, "f_dr_ta_1", Program),
+    Iec104FScNb1 => (Iec104, "f_sc_nb_1", Program),
+    // APCI U-format functions (IEC 60870-5-104 5.3): activation is the request,
+    // confirmation the response.
+    Iec104Startdt => (Iec104, "startdt", Other),
+    Iec104Stopdt => (Iec104, "stopdt", Other),
+    Iec104Testfr => (Iec104, "testfr", Diagnostic),
+    Iec104Unknown => (Iec104, "unknown", Other),
+    Iec104Exception => (Iec104, "exception", Other),
+
+    // S7comm job functions (ROSCTR 1) and user-data functions (ROSCTR 7).
+    S7CpuServices => (S7comm, "cpu_services", Other),
+    S7ReadVar => (S7comm, "read_var", Read),
+    S7WriteVar => (S7comm, "write_var", Write),
+    S7RequestDownload => (S7comm, "request_download", Program),
+    S7DownloadBlock => (S7comm, "download_block", Program),
+    S7DownloadEnded => (S7comm, "download_ended", Program),
+    S7StartUpload => (S7comm, "start_upload", Program),
+    S7Upload => (S7comm, "upload", Program),
+    S7EndUpload => (S7comm, "end_upload", Program),
+    S7PlcControl => (S7comm, "plc_control", State),
+    S7PlcStop => (S7comm, "plc_stop", State),
+    S7SetupCommunication => (S7comm, "setup_communication", Other),
+    S7ModeTransition => (S7comm, "mode_transition", State),
+    S7ProgrammerCommand => (S7comm, "programmer_command", Diagnostic),
+    S7ForceVariable => (S7comm, "force_variable", Write),
+    S7MemoryReset => (S7comm, "memory_reset", State),
+    S7CyclicData => (S7comm, "cyclic_data", Read),
+    S7BlockFunctions => (S7comm, "block_functions", Read),
+    S7ReadSzl => (S7comm, "read_szl", Diagnostic),
+    S7MessageService => (S7comm, "message_service", Other),
+    S7CpuFunction => (S7comm, "cpu_function", Diagnostic),
+    S7Password => (S7comm, "password", Config),
+    S7Bsend => (S7comm, "bsend", Other),
+    S7ReadClock => (S7comm, "read_clock", Read),
+    S7SetClock => (S7comm, "set_clock", Config),
+    S7NcProgramming => (S7comm, "nc_programming", Program),
+    S7Unknown => (S7comm, "unknown", Other),
+    S7Exception => (S7comm, "exception", Other),
+
+    // S7comm-plus (Siemens S7-1200/1500), function codes of the opcode data part.
+    S7pExplore => (S7commplus, "explore", Read),
+    S7pCreateObject => (S7commplus, "create_object", Other),
+    S7pDeleteObject => (S7commplus, "delete_object", Other),
+    S7pSetVariable => (S7commplus, "set_variable", Write),
+    S7pGetVariable => (S7commplus, "get_variable", Read),
+    S7pAddLink => (S7commplus, "add_link", Other),
+    S7pRemoveLink => (S7commplus, "remove_link", Other),
+    S7pGetLink => (S7commplus, "get_link", Read),
+    S7pSetMultiVariables => (S7commplus, "set_multi_variables", Write),
+    S7pGetMultiVariables => (S7commplus, "get_multi_variables", Read),
+    S7pBeginSequence => (S7commplus, "begin_sequence", Other),
+    S7pEndSequence => (S7commplus, "end_sequence", Other),
+    S7pInvoke => (S7commplus, "invoke", Control),
+    S7pSetVarSubStreamed => (S7commplus, "set_var_sub_streamed", Write),
+    S7pGetVarSubStreamed => (S7commplus, "get_var_sub_streamed", Read),
+    S7pGetVariablesAddress => (S7commplus, "get_variables_address", Read),
+    S7pAbort => (S7commplus, "abort", Other),
+    S7pError => (S7commplus, "error", Other),
+    S7pInitSsl => (S7commplus, "init_ssl", Other),
+    S7pNotification => (S7commplus, "notification", Other),
+    S7pUnknown => (S7commplus, "unknown", Other),
+}
+
+impl Cmd {
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+    pub const fn proto(self) -> Proto {
+        self.info().proto
+    }
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    pub const fn class(self) -> Class {
+        self.info().class
+    }
+
+    /// `protocol/command`, the key of `ics_commands` and `ics_responses`.
+    pub fn key(self) -> String {
+        format!("{}/{}", self.proto().name(), self.name())
+    }
+
+    /// Looks a command up by protocol and name (for policies and tests).
+    pub fn find(proto: Proto, name: &str) -> Option<Cmd> {
+        Cmd::ALL
+            .iter()
+            .copied()
+            .find(|c| c.proto() == proto && c.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_per_protocol_and_snake_case() {
+        let mut seen = HashSet::new();
+        for (i, c) in Cmd::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert!(seen.insert((c.proto(), c.name())), "duplicate {}", c.key());
+            assert!(
+                c.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{} is not snake_case",
+                c.key()
+            );
+            assert_eq!(Cmd::find(c.proto(), c.name()), Some(*c));
+        }
+    }
+
+    #[test]
+    fn design_examples_have_their_classes() {
+        let class = |p, n| Cmd::find(p, n).map(Cmd::class);
+        assert_eq!(class(Proto::Modbus, "write_single_register"), Some(Class::Write));
+        assert_eq!(class(Proto::Dnp3, "operate"), Some(Class::Control));
+        assert_eq!(class(Proto::Dnp3, "cold_restart"), Some(Class::State));
+        assert_eq!(class(Proto::Iec104, "c_sc_na_1"), Some(Class::Control));
+        assert_eq!(class(Proto::Iec104, "c_rp_na_1"), Some(Class::State));
+        assert_eq!(class(Proto::S7comm, "plc_stop"), Some(Class::State));
+        assert_eq!(class(Proto::S7comm, "download_block"), Some(Class::Program));
+    }
+}

@@ -1,0 +1,1 @@
+//! dnp3 dissector: not written yet.

@@ -1,0 +1,1 @@
+//! iec104 dissector: not written yet.

@@ -1,0 +1,1 @@
+//! Recognisers of the IT protocols: not written yet.

@@ -1,0 +1,343 @@
+//! Application-layer dissectors: one module per protocol, each over `&[u8]` with no
+//! I/O, no clock and no allocation, reporting what it finds to a [`PduSink`].
+//!
+//! Shape of every ICS module (after smoltcp's `wire/` and rustls' `codec`):
+//! - `probe(payload, hint) -> Probe`: does this payload look like the protocol? Used by
+//!   the classifier on any port; the port is only a hint that lowers the bar a little,
+//!   never a proof.
+//! - `frame(buf) -> FrameLen`: for stream protocols, how long the message starting at
+//!   `buf` is, so [`crate::stream`] can split and join TCP segments.
+//! - `dissect(msg, ctx, state, sink)`: decode one whole message (or the bounded prefix of
+//!   an oversized one) to its command, class and details.
+//!
+//! Bytes from the wire are read only through [`Reader`], whose accessors return `None`
+//! past the end, so no dissector can index out of bounds.
+
+pub mod dnp3;
+pub mod iec104;
+pub mod it;
+pub mod modbus;
+pub mod s7comm;
+pub mod tpkt;
+
+use crate::command::Cmd;
+use crate::proto::Proto;
+
+/// A bounds-checked cursor over wire bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        let v = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+    pub fn u16_be(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    }
+    pub fn u16_le(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+    }
+    pub fn u32_be(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_be_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    }
+    pub fn u32_le(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    }
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    pub fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+    /// A reader over the next `n` bytes, advancing past them (rustls' `sub`).
+    pub fn sub(&mut self, n: usize) -> Option<Reader<'a>> {
+        self.take(n).map(Reader::new)
+    }
+    pub fn peek(&self, at: usize) -> Option<u8> {
+        self.buf.get(self.pos.checked_add(at)?).copied()
+    }
+}
+
+/// Byte at `i`, or 0 past the end: for header fields already length-checked by the caller
+/// and for probes where a short buffer simply fails the test.
+#[inline]
+pub fn byte(buf: &[u8], i: usize) -> u8 {
+    buf.get(i).copied().unwrap_or(0)
+}
+
+#[inline]
+pub fn be16(buf: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([byte(buf, i), byte(buf, i + 1)])
+}
+
+#[inline]
+pub fn le16(buf: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([byte(buf, i), byte(buf, i + 1)])
+}
+
+/// Which end of a flow sent a message: the side that opened the connection (or sent
+/// first) is the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+/// Outcome of a payload probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The payload parses as this protocol.
+    Match,
+    /// It cannot be this protocol.
+    No,
+    /// Too little data to tell (e.g. half a header); ask again with the next payload.
+    Unsure,
+}
+
+/// What the classifier knows besides the payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Hint {
+    /// The flow uses the protocol's registered port.
+    pub port: bool,
+    /// The payload travels over TCP (else UDP).
+    pub tcp: bool,
+    /// The payload is from the client side.
+    pub from_client: bool,
+}
+
+/// Length of the message at the start of a stream buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameLen {
+    /// Need at least this many bytes to know.
+    Need(usize),
+    /// The whole message is this long.
+    Len(usize),
+    /// Not a message boundary of this protocol: framing is lost.
+    Invalid(Violation),
+}
+
+/// Address spaces named by requests (Modbus tables for now).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrSpace {
+    Coils,
+    DiscreteInputs,
+    HoldingRegisters,
+    InputRegisters,
+    FileRecords,
+}
+
+/// A request's address range: `start .. start + count` in `space` (wire addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrRange {
+    pub space: AddrSpace,
+    pub start: u16,
+    pub count: u16,
+}
+
+/// What kind of message a PDU is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PduKind {
+    /// A command sent to a device (counted in `ics_commands`).
+    Request(Cmd),
+    /// A device's answer or report (counted in `ics_responses`).
+    Response(Cmd),
+    /// An error answer to a request of this command (counted as `<proto>/exception`).
+    Exception(Cmd),
+    /// A message that is not a command (acknowledgements, link-layer frames).
+    Message,
+}
+
+/// One decoded protocol message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pdu {
+    pub proto: Proto,
+    pub kind: PduKind,
+    /// Modbus unit id, DNP3 destination address, IEC-104 common address of the ASDU.
+    pub unit: Option<u32>,
+    /// Second request range (Modbus fc 23 writes one range and reads another).
+    pub range: Option<AddrRange>,
+    pub range2: Option<AddrRange>,
+}
+
+impl Pdu {
+    pub fn new(proto: Proto, kind: PduKind) -> Self {
+        Pdu {
+            proto,
+            kind,
+            unit: None,
+            range: None,
+            range2: None,
+        }
+    }
+}
+
+/// A device's identity as a protocol tells it (Modbus 43/14, S7 SZL, …). Fields are raw
+/// wire strings: the asset table trims, bounds and sanitises them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identity<'a> {
+    pub vendor: Option<&'a [u8]>,
+    pub model: Option<&'a [u8]>,
+    pub firmware: Option<&'a [u8]>,
+    pub serial: Option<&'a [u8]>,
+    pub name: Option<&'a [u8]>,
+}
+
+/// Where dissectors report. The engine implements it (counters, assets, detection).
+pub trait PduSink {
+    /// A message was decoded; `side` sent it.
+    fn pdu(&mut self, side: Side, pdu: &Pdu);
+    /// The message broke the protocol's rules.
+    fn violation(&mut self, v: Violation);
+    /// The device on `side` told who it is.
+    fn identity(&mut self, side: Side, id: &Identity<'_>);
+}
+
+macro_rules! violations {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// A protocol violation, with a bounded name (the `violation` label and event
+        /// field of the `malformed` detector).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Violation { $($variant),* }
+        impl Violation {
+            pub const ALL: &'static [Violation] = &[$(Violation::$variant),*];
+            pub const COUNT: usize = Violation::ALL.len();
+            pub const fn name(self) -> &'static str {
+                match self { $(Violation::$variant => $name),* }
+            }
+            pub const fn index(self) -> usize { self as usize }
+        }
+    };
+}
+
+violations! {
+    ModbusBadProtocolId => "modbus_bad_protocol_id",
+    ModbusBadLength => "modbus_bad_length",
+    ModbusBadPdu => "modbus_bad_pdu",
+    ModbusUnknownFunction => "modbus_unknown_function",
+    Dnp3BadStart => "dnp3_bad_start",
+    Dnp3BadLength => "dnp3_bad_length",
+    Dnp3HeaderCrc => "dnp3_header_crc",
+    Dnp3DataCrc => "dnp3_data_crc",
+    Dnp3TransportSequence => "dnp3_transport_sequence",
+    Dnp3FragmentTooLarge => "dnp3_fragment_too_large",
+    Dnp3BadApplication => "dnp3_bad_application",
+    Dnp3UnknownFunction => "dnp3_unknown_function",
+    Iec104BadStart => "iec104_bad_start",
+    Iec104BadLength => "iec104_bad_length",
+    Iec104BadControl => "iec104_bad_control",
+    Iec104SequenceGap => "iec104_sequence_gap",
+    Iec104BadAck => "iec104_bad_ack",
+    Iec104BadAsdu => "iec104_bad_asdu",
+    Iec104UnknownType => "iec104_unknown_type",
+    TpktBadVersion => "tpkt_bad_version",
+    TpktBadLength => "tpkt_bad_length",
+    CotpBadLength => "cotp_bad_length",
+    CotpUnknownPdu => "cotp_unknown_pdu",
+    S7BadHeader => "s7_bad_header",
+    S7BadParameter => "s7_bad_parameter",
+    S7UnknownFunction => "s7_unknown_function",
+    S7plusBadHeader => "s7plus_bad_header",
+    MessageTruncated => "message_truncated",
+    ReassemblyOverflow => "reassembly_overflow",
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! A sink that records everything, for dissector unit tests.
+    use super::*;
+
+    #[derive(Default, Debug)]
+    pub struct Recorder {
+        pub pdus: Vec<(Side, Pdu)>,
+        pub violations: Vec<Violation>,
+        pub identities: Vec<(Side, String, String, String, String, String)>,
+    }
+
+    fn s(v: Option<&[u8]>) -> String {
+        v.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    }
+
+    impl PduSink for Recorder {
+        fn pdu(&mut self, side: Side, pdu: &Pdu) {
+            self.pdus.push((side, *pdu));
+        }
+        fn violation(&mut self, v: Violation) {
+            self.violations.push(v);
+        }
+        fn identity(&mut self, side: Side, id: &Identity<'_>) {
+            self.identities.push((side, s(id.vendor), s(id.model), s(id.firmware), s(id.serial), s(id.name)));
+        }
+    }
+
+    impl Recorder {
+        pub fn requests(&self) -> Vec<Cmd> {
+            self.pdus
+                .iter()
+                .filter_map(|(_, p)| match p.kind {
+                    PduKind::Request(c) => Some(c),
+                    _ => None,
+                })
+                .collect()
+        }
+        pub fn responses(&self) -> Vec<Cmd> {
+            self.pdus
+                .iter()
+                .filter_map(|(_, p)| match p.kind {
+                    PduKind::Response(c) => Some(c),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// Hex string (spaces allowed) to bytes, for test vectors.
+    pub fn hex(s: &str) -> Vec<u8> {
+        let clean: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        (0..clean.len() / 2)
+            .filter_map(|i| clean.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect()
+    }
+}

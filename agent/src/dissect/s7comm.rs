@@ -1,0 +1,1 @@
+//! s7comm dissector: not written yet.

@@ -1,0 +1,1 @@
+//! tpkt dissector: not written yet.

@@ -1,0 +1,21 @@
+//! infrawatch-config: what agents, collector and operators agree on.
+//!
+//! - [`agent`]: `agent.toml`, typed and strictly validated ([`agent::load_agent`] is the
+//!   one path used by `check`, start-up and reload);
+//! - [`diag`]: `PATH:LINE:COL: error: …` diagnostics with the snippet and a suggestion,
+//!   shared by every operator-edited file;
+//! - [`doc`]: the strict TOML loader that reports every error at once;
+//! - [`filter`]: the tcpdump-style `exclude` expressions;
+//! - [`units`]: durations and byte sizes.
+//!
+//! Nothing here touches the network or the clock; the host is reached only through
+//! [`agent::Environment`].
+
+pub mod agent;
+pub mod diag;
+pub mod doc;
+pub mod filter;
+pub mod units;
+
+pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};
+pub use diag::{Diagnostic, Severity, Source};
