@@ -285,6 +285,7 @@ violations! {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) mod testutil {
     //! A sink that records everything, for dissector unit tests.
     use super::*;
@@ -333,11 +334,81 @@ pub(crate) mod testutil {
         }
     }
 
+    /// A TCP or UDP payload read from a capture, for tests over real bytes.
+    #[derive(Clone, Debug)]
+    pub struct Seg {
+        pub tcp: bool,
+        pub sport: u16,
+        pub dport: u16,
+        pub seq: u32,
+        pub payload: Vec<u8>,
+    }
+
+    /// `../shared/pcaps/<rel>` from the workspace root (where CI and developers keep it).
+    pub fn pcap_path(rel: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/pcaps")
+            .join(rel)
+    }
+
+    /// Every non-empty TCP/UDP payload of a shared capture, in file order.
+    pub fn segments(rel: &str) -> Vec<Seg> {
+        use crate::capture::{Next, PacketSource, pcap::PcapFile};
+        use crate::decode::{L3, L4, decode};
+        let path = pcap_path(rel);
+        let mut src = PcapFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut out = Vec::new();
+        while let Ok(Next::Packet(p)) = src.next() {
+            if let L3::Ip(ip) = decode(p.link, p.data).l3 {
+                match ip.l4 {
+                    L4::Tcp { sport, dport, seq, payload, .. } if !payload.is_empty() => out.push(Seg {
+                        tcp: true,
+                        sport,
+                        dport,
+                        seq,
+                        payload: payload.to_vec(),
+                    }),
+                    L4::Udp { sport, dport, payload } if !payload.is_empty() => out.push(Seg {
+                        tcp: false,
+                        sport,
+                        dport,
+                        seq: 0,
+                        payload: payload.to_vec(),
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     /// Hex string (spaces allowed) to bytes, for test vectors.
     pub fn hex(s: &str) -> Vec<u8> {
         let clean: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         (0..clean.len() / 2)
             .filter_map(|i| clean.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+
+    #[test]
+    fn shared_captures_are_readable() {
+        let segs = segments("modbus/zeek_4sics_fc23_read_write_registers.pcap");
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|s| s.tcp && (s.sport == 502 || s.dport == 502)));
+    }
+
+    #[test]
+    fn reader_is_bounds_checked() {
+        let mut r = super::Reader::new(&[1, 2, 3]);
+        assert_eq!(r.u16_be(), Some(0x0102));
+        assert_eq!(r.u16_be(), None);
+        assert_eq!(r.u8(), Some(3));
+        assert_eq!(r.u8(), None);
+        assert!(r.sub(1).is_none());
     }
 }
