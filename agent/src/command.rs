@@ -115,6 +115,7 @@ commands! {
     ModbusReadDeviceIdentification => (Modbus, "read_device_identification", Diagnostic),
     ModbusLegacyProgram => (Modbus, "legacy_program", Program),
     ModbusLegacyPoll => (Modbus, "legacy_poll", Diagnostic),
+    ModbusResetCommLink => (Modbus, "reset_comm_link", State),
     ModbusFirmwareReplacement => (Modbus, "firmware_replacement", Program),
     ModbusUmas => (Modbus, "umas", Program),
     ModbusUserDefined => (Modbus, "user_defined", Other),

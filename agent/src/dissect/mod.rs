@@ -104,7 +104,7 @@ pub fn le16(buf: &[u8], i: usize) -> u16 {
 
 /// Which end of a flow sent a message: the side that opened the connection (or sent
 /// first) is the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     Client,
     Server,
