@@ -120,7 +120,6 @@ commands! {
     ModbusUmas => (Modbus, "umas", Program),
     ModbusUserDefined => (Modbus, "user_defined", Other),
     ModbusUnknown => (Modbus, "unknown", Other),
-    ModbusException => (Modbus, "exception", Other),
 
     // DNP3, IEEE 1815-2012 table 4-1 (application layer function codes).
     Dnp3Confirm => (Dnp3, "confirm", Other),
@@ -241,7 +240,6 @@ commands! {
     Iec104Stopdt => (Iec104, "stopdt", Other),
     Iec104Testfr => (Iec104, "testfr", Diagnostic),
     Iec104Unknown => (Iec104, "unknown", Other),
-    Iec104Exception => (Iec104, "exception", Other),
 
     // S7comm job functions (ROSCTR 1) and user-data functions (ROSCTR 7).
     S7CpuServices => (S7comm, "cpu_services", Other),
@@ -271,7 +269,6 @@ commands! {
     S7SetClock => (S7comm, "set_clock", Config),
     S7NcProgramming => (S7comm, "nc_programming", Program),
     S7Unknown => (S7comm, "unknown", Other),
-    S7Exception => (S7comm, "exception", Other),
 
     // S7comm-plus (Siemens S7-1200/1500), function codes of the opcode data part.
     S7pExplore => (S7commplus, "explore", Read),

@@ -14,3 +14,8 @@ pub mod dissect;
 pub mod proto;
 pub mod stream;
 pub mod decode;
+pub mod asset;
+pub mod flow;
+pub mod lru;
+pub mod oui;
+pub mod stats;

@@ -1,1 +1,1 @@
-//! s7comm dissector: not written yet.
+//! S7comm dissector: placeholder (being written on its own branch).
