@@ -53,7 +53,13 @@ pub fn clean(raw: Option<&[u8]>) -> Option<String> {
     let s: String = raw
         .iter()
         .take(MAX_IDENTITY * 2)
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { ' ' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                ' '
+            }
+        })
         .collect();
     let t = s.trim();
     if t.is_empty() {
@@ -97,7 +103,11 @@ impl Asset {
     }
     fn remove_ip(&mut self, ip: Addr) {
         let n = usize::from(self.n_ips);
-        if let Some(pos) = self.ips.get(..n).and_then(|s| s.iter().position(|x| *x == ip)) {
+        if let Some(pos) = self
+            .ips
+            .get(..n)
+            .and_then(|s| s.iter().position(|x| *x == ip))
+        {
             self.ips.copy_within(pos + 1..n, pos);
             self.n_ips -= 1;
         }
@@ -107,11 +117,16 @@ impl Asset {
     }
     /// The protocols of a bit set.
     pub fn protos(bits: u64) -> impl Iterator<Item = Proto> {
-        Proto::ALL.iter().copied().filter(move |p| bits & (1u64 << (p.index() % 64)) != 0)
+        Proto::ALL
+            .iter()
+            .copied()
+            .filter(move |p| bits & (1u64 << (p.index() % 64)) != 0)
     }
     /// Role names, e.g. `modbus_server`, `dnp3_client`.
     pub fn roles(&self) -> Vec<String> {
-        let mut r: Vec<String> = Asset::protos(self.served).map(|p| format!("{}_server", p.name())).collect();
+        let mut r: Vec<String> = Asset::protos(self.served)
+            .map(|p| format!("{}_server", p.name()))
+            .collect();
         r.extend(Asset::protos(self.used).map(|p| format!("{}_client", p.name())));
         r
     }
@@ -377,7 +392,12 @@ impl Assets {
 /// Unicast IPs only become assets (not broadcast, multicast or unspecified).
 pub fn is_unicast_ip(a: Addr) -> bool {
     match a.to_ip() {
-        std::net::IpAddr::V4(v4) => !(v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified() || v4.octets()[3] == 255),
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.octets()[3] == 255)
+        }
         std::net::IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
     }
 }
@@ -403,7 +423,11 @@ mod tests {
         let a = t.iter().find(|a| a.mac == Some(M1)).unwrap();
         assert_eq!(a.ips(), &[ip(5)]);
         assert!(a.roles().contains(&"modbus_server".to_string()));
-        assert_eq!(a.first, Ts::from_secs(1), "the older IP-only record's first seen is kept");
+        assert_eq!(
+            a.first,
+            Ts::from_secs(1),
+            "the older IP-only record's first seen is kept"
+        );
         assert_eq!(t.key_of(ip(5)), AssetKey::Mac(M1));
     }
 
@@ -411,16 +435,32 @@ mod tests {
     fn routed_packets_do_not_bind_and_routers_stop_collecting() {
         let mut t = Assets::new(1000);
         // Decremented TTL: routed, so no binding.
-        t.endpoint(Addr::v4([192, 168, 9, 9]), Some(ROUTER), Some(63), Ts::from_secs(1));
-        assert_eq!(t.key_of(Addr::v4([192, 168, 9, 9])), AssetKey::Ip(Addr::v4([192, 168, 9, 9])));
+        t.endpoint(
+            Addr::v4([192, 168, 9, 9]),
+            Some(ROUTER),
+            Some(63),
+            Ts::from_secs(1),
+        );
+        assert_eq!(
+            t.key_of(Addr::v4([192, 168, 9, 9])),
+            AssetKey::Ip(Addr::v4([192, 168, 9, 9]))
+        );
         // A MAC sending with initial TTLs from many IPs is a router after the cap.
         for d in 0..40u8 {
-            t.endpoint(Addr::v4([172, 16, 0, d]), Some(ROUTER), Some(64), Ts::from_secs(2));
+            t.endpoint(
+                Addr::v4([172, 16, 0, d]),
+                Some(ROUTER),
+                Some(64),
+                Ts::from_secs(2),
+            );
         }
         let r = t.iter().find(|a| a.mac == Some(ROUTER)).unwrap();
         assert!(r.router);
         assert!(r.ips().len() <= MAX_IPS);
-        assert_eq!(t.key_of(Addr::v4([172, 16, 0, 39])), AssetKey::Ip(Addr::v4([172, 16, 0, 39])));
+        assert_eq!(
+            t.key_of(Addr::v4([172, 16, 0, 39])),
+            AssetKey::Ip(Addr::v4([172, 16, 0, 39]))
+        );
     }
 
     #[test]
@@ -429,9 +469,17 @@ mod tests {
         let m2: Mac = [0x00, 0x80, 0xf4, 0, 0, 2];
         t.bind(ip(7), M1, false, Ts::from_secs(1));
         t.bind(ip(7), m2, true, Ts::from_secs(2));
-        assert_eq!(t.key_of(ip(7)), AssetKey::Mac(M1), "inference does not override ARP");
+        assert_eq!(
+            t.key_of(ip(7)),
+            AssetKey::Mac(M1),
+            "inference does not override ARP"
+        );
         t.bind(ip(7), m2, false, Ts::from_secs(3));
-        assert_eq!(t.key_of(ip(7)), AssetKey::Mac(m2), "new ARP evidence moves the IP");
+        assert_eq!(
+            t.key_of(ip(7)),
+            AssetKey::Mac(m2),
+            "new ARP evidence moves the IP"
+        );
         let old = t.iter().find(|a| a.mac == Some(M1)).unwrap();
         assert!(old.ips().is_empty());
     }
@@ -457,7 +505,10 @@ mod tests {
         let mut t = Assets::new(50);
         for i in 0..500u32 {
             let b = i.to_be_bytes();
-            t.station([0x02, 0, b[0], b[1], b[2], b[3]], Ts::from_secs(u64::from(i)));
+            t.station(
+                [0x02, 0, b[0], b[1], b[2], b[3]],
+                Ts::from_secs(u64::from(i)),
+            );
         }
         assert_eq!(t.len(), 50);
         assert_eq!(t.evictions, 450);

@@ -334,7 +334,9 @@ mod tests {
             assert_eq!(c.index(), i);
             assert!(seen.insert((c.proto(), c.name())), "duplicate {}", c.key());
             assert!(
-                c.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                c.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{} is not snake_case",
                 c.key()
             );
@@ -345,7 +347,10 @@ mod tests {
     #[test]
     fn design_examples_have_their_classes() {
         let class = |p, n| Cmd::find(p, n).map(Cmd::class);
-        assert_eq!(class(Proto::Modbus, "write_single_register"), Some(Class::Write));
+        assert_eq!(
+            class(Proto::Modbus, "write_single_register"),
+            Some(Class::Write)
+        );
         assert_eq!(class(Proto::Dnp3, "operate"), Some(Class::Control));
         assert_eq!(class(Proto::Dnp3, "cold_restart"), Some(Class::State));
         assert_eq!(class(Proto::Iec104, "c_sc_na_1"), Some(Class::Control));

@@ -121,6 +121,8 @@ pub mod tcp_flags {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
 }
 
 /// The transport part of an IP packet.
@@ -234,7 +236,9 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
     };
     match link {
         LinkType::Ethernet => {
-            let (Some(dst), Some(src), Some(ethertype)) = (mac_at(data, 0), mac_at(data, 6), be16(data, 12)) else {
+            let (Some(dst), Some(src), Some(ethertype)) =
+                (mac_at(data, 0), mac_at(data, 6), be16(data, 12))
+            else {
                 return f;
             };
             f.dst_mac = Some(dst);
@@ -286,7 +290,11 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
             } else {
                 // Host byte order of the capturing machine: accept either.
                 let le = u32::from_le_bytes(fam);
-                if le <= 0xffff { le } else { u32::from_be_bytes(fam) }
+                if le <= 0xffff {
+                    le
+                } else {
+                    u32::from_be_bytes(fam)
+                }
             };
             let rest = data.get(4..).unwrap_or(&[]);
             f.l3 = match family {
@@ -334,12 +342,18 @@ fn ether<'a>(vlan: &mut u16, ethertype: u16, payload: &'a [u8], depth: u8) -> L3
         }
         ETH_PPPOE_SESSION => {
             // RFC 2516: ver/type 0x11, code 0, session id, length; then the PPP protocol.
-            let (Some(0x11), Some(0), Some(len), Some(ppp)) = (payload.first(), payload.get(1), be16(payload, 4), be16(payload, 6))
-            else {
+            let (Some(0x11), Some(0), Some(len), Some(ppp)) = (
+                payload.first(),
+                payload.get(1),
+                be16(payload, 4),
+                be16(payload, 6),
+            ) else {
                 return L3::Malformed(Layer::Pppoe);
             };
             let body = payload.get(8..).unwrap_or(&[]);
-            let body = body.get(..usize::from(len).saturating_sub(2)).unwrap_or(body);
+            let body = body
+                .get(..usize::from(len).saturating_sub(2))
+                .unwrap_or(body);
             match ppp {
                 0x0021 => ip(ETH_IPV4, body),
                 0x0057 => ip(ETH_IPV6, body),
@@ -372,7 +386,11 @@ fn arp(p: &[u8]) -> Option<Arp> {
 /// IPv4/IPv6 and the transport header, by etherparse.
 fn ip(ethertype: u16, data: &[u8]) -> L3<'_> {
     let pkt = LaxSlicedPacket::from_ether_type(EtherType(ethertype), data);
-    let ip_layer = if ethertype == ETH_IPV4 { Layer::Ipv4 } else { Layer::Ipv6 };
+    let ip_layer = if ethertype == ETH_IPV4 {
+        Layer::Ipv4
+    } else {
+        Layer::Ipv6
+    };
     let Some(net) = &pkt.net else {
         return L3::Malformed(ip_layer);
     };
@@ -508,45 +526,106 @@ mod tests {
     fn ethernet_ipv4_tcp() {
         let b = eth("0800", IPV4_TCP_502);
         let f = decode(LinkType::Ethernet, &b);
-        let L3::Ip(ip) = f.l3 else { panic!("{:?}", f.l3) };
+        let L3::Ip(ip) = f.l3 else {
+            panic!("{:?}", f.l3)
+        };
         assert_eq!(ip.src.to_string(), "10.0.0.1");
         assert_eq!(ip.ttl, 64);
-        let L4::Tcp { sport, dport, payload, flags, .. } = ip.l4 else { panic!() };
-        assert_eq!((sport, dport, payload.len(), flags), (0xc000, 502, 12, 0x18));
+        let L4::Tcp {
+            sport,
+            dport,
+            payload,
+            flags,
+            ..
+        } = ip.l4
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (sport, dport, payload.len(), flags),
+            (0xc000, 502, 12, 0x18)
+        );
     }
 
     #[test]
     fn qinq_and_pppoe_are_looked_through() {
-        let inner = format!("8864 1100 0001 {:04x} 0021 {IPV4_TCP_502}", IPV4_TCP_502.split_whitespace().collect::<String>().len() / 2 + 2);
+        let inner = format!(
+            "8864 1100 0001 {:04x} 0021 {IPV4_TCP_502}",
+            IPV4_TCP_502.split_whitespace().collect::<String>().len() / 2 + 2
+        );
         let b = eth("88a8", &format!("0064 8100 00c8 {inner}"));
         let f = decode(LinkType::Ethernet, &b);
         assert_eq!(f.vlan, 100);
-        assert!(matches!(f.l3, L3::Ip(Ip { l4: L4::Tcp { dport: 502, .. }, .. })), "{:?}", f.l3);
+        assert!(
+            matches!(
+                f.l3,
+                L3::Ip(Ip {
+                    l4: L4::Tcp { dport: 502, .. },
+                    ..
+                })
+            ),
+            "{:?}",
+            f.l3
+        );
     }
 
     #[test]
     fn link_layer_protocols_and_stp() {
-        assert!(matches!(decode(LinkType::Ethernet, &eth("88cc", "0000")).l3, L3::Link(Proto::Lldp, ..)));
-        assert!(matches!(decode(LinkType::Ethernet, &eth("88b8", "0000")).l3, L3::Link(Proto::Goose, ..)));
-        assert!(matches!(decode(LinkType::Ethernet, &eth("0026", "424203000000")).l3, L3::Link(Proto::Stp, ..)));
-        assert!(matches!(decode(LinkType::Ethernet, &eth("9999", "00")).l3, L3::Link(Proto::OtherL2, ..)));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("88cc", "0000")).l3,
+            L3::Link(Proto::Lldp, ..)
+        ));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("88b8", "0000")).l3,
+            L3::Link(Proto::Goose, ..)
+        ));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("0026", "424203000000")).l3,
+            L3::Link(Proto::Stp, ..)
+        ));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("9999", "00")).l3,
+            L3::Link(Proto::OtherL2, ..)
+        ));
     }
 
     #[test]
     fn arp_fields() {
-        let b = eth("0806", "0001 0800 06 04 0001 020000000002 0a000001 000000000000 0a000002");
+        let b = eth(
+            "0806",
+            "0001 0800 06 04 0001 020000000002 0a000001 000000000000 0a000002",
+        );
         let f = decode(LinkType::Ethernet, &b);
         let L3::Arp(Some(a)) = f.l3 else { panic!() };
-        assert_eq!((a.op, a.sender_ip, a.target_ip), (1, [10, 0, 0, 1], [10, 0, 0, 2]));
+        assert_eq!(
+            (a.op, a.sender_ip, a.target_ip),
+            (1, [10, 0, 0, 1], [10, 0, 0, 2])
+        );
     }
 
     #[test]
     fn truncated_headers_are_malformed_by_layer() {
-        assert!(matches!(decode(LinkType::Ethernet, &hex("0200")).l3, L3::Malformed(Layer::Link)));
-        assert!(matches!(decode(LinkType::Ethernet, &eth("0800", "4500")).l3, L3::Malformed(Layer::Ipv4)));
-        assert!(matches!(decode(LinkType::Ethernet, &eth("8100", "00")).l3, L3::Malformed(Layer::Vlan)));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &hex("0200")).l3,
+            L3::Malformed(Layer::Link)
+        ));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("0800", "4500")).l3,
+            L3::Malformed(Layer::Ipv4)
+        ));
+        assert!(matches!(
+            decode(LinkType::Ethernet, &eth("8100", "00")).l3,
+            L3::Malformed(Layer::Vlan)
+        ));
         let short_tcp = "45000020 0001 0000 40 06 0000 0a000001 0a000002 c000 01f6 0000";
-        assert!(matches!(decode(LinkType::Ethernet, &eth("0800", short_tcp)).l3, L3::Malformed(Layer::Tcp)), "{:?}", decode(LinkType::Ethernet, &eth("0800", short_tcp)).l3);
+        assert!(
+            matches!(
+                decode(LinkType::Ethernet, &eth("0800", short_tcp)).l3,
+                L3::Malformed(Layer::Tcp)
+            ),
+            "{:?}",
+            decode(LinkType::Ethernet, &eth("0800", short_tcp)).l3
+        );
     }
 
     #[test]
@@ -554,14 +633,29 @@ mod tests {
         let mut null = vec![2, 0, 0, 0];
         null.extend(hex(IPV4_TCP_502));
         assert!(matches!(decode(LinkType::Null, &null).l3, L3::Ip(_)));
-        assert!(matches!(decode(LinkType::RawIp, &hex(IPV4_TCP_502)).l3, L3::Ip(_)));
+        assert!(matches!(
+            decode(LinkType::RawIp, &hex(IPV4_TCP_502)).l3,
+            L3::Ip(_)
+        ));
     }
 
     #[test]
     fn non_first_fragments_have_no_transport() {
-        let frag = "45000020 0001 0001 40 11 0000 0a000001 0a000002 0000000000000000 0000000000000000";
+        let frag =
+            "45000020 0001 0001 40 11 0000 0a000001 0a000002 0000000000000000 0000000000000000";
         let b = hex(frag);
         let f = decode(LinkType::RawIp, &b);
-        assert!(matches!(f.l3, L3::Ip(Ip { l4: L4::Fragment, fragmented: true, .. })), "{:?}", f.l3);
+        assert!(
+            matches!(
+                f.l3,
+                L3::Ip(Ip {
+                    l4: L4::Fragment,
+                    fragmented: true,
+                    ..
+                })
+            ),
+            "{:?}",
+            f.l3
+        );
     }
 }

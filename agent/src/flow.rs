@@ -25,7 +25,14 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key of a packet and whether its source is endpoint `a`.
-    pub fn new(src: Addr, sport: u16, dst: Addr, dport: u16, ip_proto: u8, vlan: u16) -> (FlowKey, bool) {
+    pub fn new(
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+        ip_proto: u8,
+        vlan: u16,
+    ) -> (FlowKey, bool) {
         if (src, sport) <= (dst, dport) {
             (
                 FlowKey {
@@ -102,8 +109,8 @@ pub struct Flow {
     pub probes: u8,
     /// FIN seen from a (bit 0) and from b (bit 1).
     pub fins: u8,
-    /// Roles and protocols were recorded on the assets.
-    pub assets_noted: bool,
+    /// Asset bookkeeping done: endpoint a (bit 0), endpoint b (bit 1), roles (bit 2).
+    pub noted: u8,
 }
 
 impl Default for Flow {
@@ -120,7 +127,7 @@ impl Default for Flow {
             client_is_a: true,
             probes: 0,
             fins: 0,
-            assets_noted: false,
+            noted: 0,
         }
     }
 }
@@ -134,7 +141,11 @@ impl Flow {
     }
     /// The side of a packet sent by endpoint a (`from_a`) or b.
     pub fn side(&self, from_a: bool) -> Side {
-        if from_a == self.client_is_a { Side::Client } else { Side::Server }
+        if from_a == self.client_is_a {
+            Side::Client
+        } else {
+            Side::Server
+        }
     }
 
     /// Advances the TCP state with a segment's flags.
@@ -146,7 +157,11 @@ impl Flow {
         }
         if flags & FIN != 0 {
             self.fins |= if from_a { 1 } else { 2 };
-            self.tcp = if self.fins == 3 { TcpState::Closed } else { TcpState::Closing };
+            self.tcp = if self.fins == 3 {
+                TcpState::Closed
+            } else {
+                TcpState::Closing
+            };
             return;
         }
         self.tcp = match (self.tcp, flags & (SYN | ACK)) {
@@ -173,12 +188,14 @@ pub fn is_service_port(p: u16) -> bool {
 /// Who opened a flow, judged from its first packet: a SYN's sender; a SYN-ACK's
 /// receiver; else the side not on a service port; else the sender.
 pub fn first_sender_is_client(tcp_flags: Option<u8>, sport: u16, dport: u16) -> bool {
-    use crate::decode::tcp_flags::{ACK, SYN};
+    use crate::decode::tcp_flags::{ACK, CWR, ECE, PSH, SYN, URG};
     if let Some(f) = tcp_flags {
-        if f & (SYN | ACK) == SYN {
+        // Only a plain SYN or SYN-ACK says who connected; odd combinations (SYN+FIN,
+        // XMAS…) say nothing.
+        if f & !(PSH | URG | ECE | CWR) == SYN {
             return true;
         }
-        if f & (SYN | ACK) == SYN | ACK {
+        if f & !(PSH | URG | ECE | CWR) == SYN | ACK {
             return false;
         }
     }
@@ -187,7 +204,11 @@ pub fn first_sender_is_client(tcp_flags: Option<u8>, sport: u16, dport: u16) -> 
         (false, true) => true,
         _ => {
             // Both or neither well known: the lower port is usually the service.
-            if sport < 1024 && dport >= 1024 { false } else { true }
+            if sport < 1024 && dport >= 1024 {
+                false
+            } else {
+                true
+            }
         }
     }
 }
@@ -210,8 +231,16 @@ mod tests {
 
     #[test]
     fn flow_record_is_compact() {
-        assert!(std::mem::size_of::<Flow>() <= 72, "{}", std::mem::size_of::<Flow>());
-        assert!(std::mem::size_of::<FlowKey>() <= 40, "{}", std::mem::size_of::<FlowKey>());
+        assert!(
+            std::mem::size_of::<Flow>() <= 72,
+            "{}",
+            std::mem::size_of::<Flow>()
+        );
+        assert!(
+            std::mem::size_of::<FlowKey>() <= 40,
+            "{}",
+            std::mem::size_of::<FlowKey>()
+        );
     }
 
     #[test]

@@ -8,14 +8,20 @@
 //! Nothing in the core reads a clock, opens a socket or allocates per packet in the
 //! steady state.
 
-pub mod capture;
-pub mod command;
-pub mod dissect;
-pub mod proto;
-pub mod stream;
-pub mod decode;
 pub mod asset;
+pub mod capture;
+pub mod classify;
+pub mod command;
+pub mod decode;
+pub mod dissect;
+pub mod engine;
 pub mod flow;
+pub mod logging;
 pub mod lru;
 pub mod oui;
+pub mod proto;
+pub mod replay;
+pub mod run;
 pub mod stats;
+pub mod stream;
+pub mod summary;

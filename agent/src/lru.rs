@@ -72,12 +72,17 @@ impl<K: Hash + Eq + Copy + Default, V: Default> LruMap<K, V> {
         let h = self.hash(key);
         let entries = &self.entries;
         self.index
-            .find(h, |&i| entries.get(i as usize).is_some_and(|e| e.key == *key))
+            .find(h, |&i| {
+                entries.get(i as usize).is_some_and(|e| e.key == *key)
+            })
             .copied()
     }
 
     pub fn get(&self, slot: u32) -> Option<&V> {
-        self.entries.get(slot as usize).filter(|e| e.live).map(|e| &e.value)
+        self.entries
+            .get(slot as usize)
+            .filter(|e| e.live)
+            .map(|e| &e.value)
     }
 
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut V> {
@@ -88,12 +93,18 @@ impl<K: Hash + Eq + Copy + Default, V: Default> LruMap<K, V> {
     }
 
     pub fn key(&self, slot: u32) -> Option<&K> {
-        self.entries.get(slot as usize).filter(|e| e.live).map(|e| &e.key)
+        self.entries
+            .get(slot as usize)
+            .filter(|e| e.live)
+            .map(|e| &e.key)
     }
 
     /// The epoch at which `slot` was last touched.
     pub fn epoch(&self, slot: u32) -> Option<u32> {
-        self.entries.get(slot as usize).filter(|e| e.live).map(|e| e.epoch)
+        self.entries
+            .get(slot as usize)
+            .filter(|e| e.live)
+            .map(|e| e.epoch)
     }
 
     fn unlink(&mut self, slot: u32) {

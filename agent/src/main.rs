@@ -1,1 +1,181 @@
-fn main() {}
+//! `infrawatch-agent`: the command line of DESIGN.md ("Command line").
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use infrawatch_agent::engine::EngineConfig;
+use infrawatch_agent::{logging, replay, run};
+use infrawatch_config::{RealEnvironment, load_agent_file};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "infrawatch-agent",
+    version,
+    about = "Passive monitor of industrial networks: capture, classify to the ICS command, track flows and devices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent: capture live (or replay `[capture] pcap`) as configured.
+    Run {
+        #[arg(long, default_value = "/etc/infrawatch/agent.toml")]
+        config: PathBuf,
+        /// On exit, write the run's counters as `replay --format json` does.
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+    },
+    /// Validate agent.toml and/or policy.toml as start-up and reload do; exit 1 if invalid.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Analyse capture files offline and print a report.
+    Replay {
+        /// Site policy to judge traffic against.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Classify only; run no detector.
+        #[arg(long)]
+        no_detect: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// pcap or pcapng files, read in this order as one capture.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Learn a policy from traffic.
+    Learn {
+        #[arg(long, num_args = 1..)]
+        pcap: Vec<PathBuf>,
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            summary_json,
+        } => {
+            logging::init("info");
+            match run::run(&config, summary_json.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("infrawatch-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config, policy } => check(config, policy),
+        Command::Replay {
+            policy,
+            no_detect: _,
+            format,
+            files,
+        } => {
+            logging::init("warn");
+            if let Some(p) = policy {
+                eprintln!(
+                    "infrawatch-agent: {}: policy files are not supported by this version yet; replay without --policy",
+                    p.display()
+                );
+                return ExitCode::from(2);
+            }
+            match replay_cmd(&files, format) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("infrawatch-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Learn { .. } => {
+            eprintln!("infrawatch-agent: learn is not available in this version yet");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn replay_cmd(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+    let out = replay::replay(files, &EngineConfig::default());
+    for e in &out.summary.file_errors {
+        eprintln!("infrawatch-agent: warning: {}", e.error);
+    }
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string(&out.summary).context("serialising the report")?;
+            println!("{text}");
+        }
+        Format::Table => print!("{}", out.summary.table()),
+    }
+    Ok(if out.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> ExitCode {
+    let config = match (&config, &policy) {
+        (None, None) => Some(PathBuf::from("/etc/infrawatch/agent.toml")),
+        _ => config,
+    };
+    let mut ok = true;
+    if let Some(path) = config {
+        let loaded = load_agent_file(&path, &RealEnvironment);
+        let mut errors = loaded.error_count();
+        eprint!("{}", loaded.render());
+        if let Some(cfg) = &loaded.config {
+            for (i, expr) in cfg.capture.exclude.iter().enumerate() {
+                if let Err(e) = run::compile_excludes(std::slice::from_ref(expr)) {
+                    errors += 1;
+                    eprintln!(
+                        "{}: error: [capture] exclude #{}: {e}",
+                        path.display(),
+                        i + 1
+                    );
+                }
+            }
+        }
+        if errors > 0 {
+            ok = false;
+            eprintln!("{}: {} error(s)", path.display(), errors);
+        } else {
+            println!("{}: ok", path.display());
+        }
+    }
+    if let Some(path) = policy {
+        ok = false;
+        eprintln!(
+            "{}: error: policy files are not supported by this version yet",
+            path.display()
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -62,7 +62,9 @@ impl BufPool {
 
     pub fn block_mut(&mut self, id: BufId) -> &mut [u8] {
         let start = id as usize * BLOCK;
-        self.storage.get_mut(start..start + BLOCK).unwrap_or(&mut [])
+        self.storage
+            .get_mut(start..start + BLOCK)
+            .unwrap_or(&mut [])
     }
 }
 
@@ -90,6 +92,13 @@ impl Default for DirStream {
             skip: 0,
         }
     }
+}
+
+/// Where [`DirStream::feed`] delivers messages and framing violations.
+pub trait StreamSink {
+    /// A whole message, or the first [`BLOCK`] bytes of an oversized one (`truncated`).
+    fn message(&mut self, msg: &[u8], truncated: bool);
+    fn violation(&mut self, v: Violation);
 }
 
 /// What reassembly noticed, for counters.
@@ -147,17 +156,15 @@ impl DirStream {
     }
 
     /// Splits `data` (new in-order stream bytes) into messages with `frame` and hands
-    /// each to `on_msg(message, truncated)`. Framing errors are reported through
-    /// `on_violation` and the rest of the segment is dropped (the next segment is assumed
-    /// to start a message).
+    /// each to `sink`. A framing error is reported to `sink` and the rest of the segment
+    /// is dropped (the next segment is assumed to start a message).
     pub fn feed(
         &mut self,
         mut data: &[u8],
         pool: &mut BufPool,
         stats: &mut StreamStats,
         frame: impl Fn(&[u8]) -> FrameLen,
-        mut on_msg: impl FnMut(&[u8], bool),
-        mut on_violation: impl FnMut(Violation),
+        sink: &mut dyn StreamSink,
     ) {
         // Finish skipping an oversized message.
         if self.skip > 0 {
@@ -169,7 +176,7 @@ impl DirStream {
             }
             if self.buf != NO_BUF {
                 let held = usize::from(self.len);
-                on_msg(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
+                sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
             }
             self.reset(pool);
         }
@@ -180,7 +187,7 @@ impl DirStream {
                 FrameLen::Need(n) => n,
                 FrameLen::Len(total) => total,
                 FrameLen::Invalid(v) => {
-                    on_violation(v);
+                    sink.violation(v);
                     self.reset(pool);
                     return;
                 }
@@ -197,31 +204,35 @@ impl DirStream {
                 self.reset(pool);
                 return;
             }
-            if let (Some(src), Some(dst)) = (data.get(..n), pool.block_mut(self.buf).get_mut(held..held + n)) {
+            if let (Some(src), Some(dst)) = (
+                data.get(..n),
+                pool.block_mut(self.buf).get_mut(held..held + n),
+            ) {
                 dst.copy_from_slice(src);
             }
             self.len += n as u16;
             data = data.get(n..).unwrap_or(&[]);
             let held = usize::from(self.len);
             if held >= BLOCK && want > BLOCK {
-                if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
+                if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[]))
+                {
                     // Oversized: keep the prefix, skip the rest of the message.
                     let rest = total - held;
                     let n = rest.min(data.len());
                     data = data.get(n..).unwrap_or(&[]);
                     self.skip = (rest - n) as u32;
-                    on_violation(Violation::ReassemblyOverflow);
+                    sink.violation(Violation::ReassemblyOverflow);
                     if self.skip > 0 {
                         return;
                     }
-                    on_msg(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
+                    sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
                     self.reset(pool);
                     continue;
                 }
             }
             if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
                 if held == total {
-                    on_msg(pool.block(self.buf).get(..held).unwrap_or(&[]), false);
+                    sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), false);
                     self.reset(pool);
                 }
             }
@@ -231,7 +242,7 @@ impl DirStream {
             match frame(data) {
                 FrameLen::Len(total) if total <= data.len() => {
                     let (msg, rest) = data.split_at(total);
-                    on_msg(msg, false);
+                    sink.message(msg, false);
                     data = rest;
                 }
                 FrameLen::Len(total) => {
@@ -240,16 +251,17 @@ impl DirStream {
                         return;
                     };
                     let n = data.len().min(BLOCK);
-                    if let (Some(src), Some(dst)) = (data.get(..n), pool.block_mut(id).get_mut(..n)) {
+                    if let (Some(src), Some(dst)) = (data.get(..n), pool.block_mut(id).get_mut(..n))
+                    {
                         dst.copy_from_slice(src);
                     }
                     self.buf = id;
                     self.len = n as u16;
                     if total > BLOCK && n == BLOCK {
-                        on_violation(Violation::ReassemblyOverflow);
+                        sink.violation(Violation::ReassemblyOverflow);
                         self.skip = (total - data.len()) as u32;
                         if self.skip == 0 {
-                            on_msg(pool.block(id).get(..n).unwrap_or(&[]), true);
+                            sink.message(pool.block(id).get(..n).unwrap_or(&[]), true);
                             self.reset(pool);
                         }
                     }
@@ -261,7 +273,8 @@ impl DirStream {
                         return;
                     };
                     let n = data.len().min(BLOCK);
-                    if let (Some(src), Some(dst)) = (data.get(..n), pool.block_mut(id).get_mut(..n)) {
+                    if let (Some(src), Some(dst)) = (data.get(..n), pool.block_mut(id).get_mut(..n))
+                    {
                         dst.copy_from_slice(src);
                     }
                     self.buf = id;
@@ -269,7 +282,7 @@ impl DirStream {
                     return;
                 }
                 FrameLen::Invalid(v) => {
-                    on_violation(v);
+                    sink.violation(v);
                     return;
                 }
             }
@@ -278,7 +291,7 @@ impl DirStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A toy framing: first byte is the total length (>= 2), 0 is invalid.
@@ -290,12 +303,29 @@ mod tests {
         }
     }
 
-    fn run(dir: &mut DirStream, pool: &mut BufPool, data: &[u8]) -> (Vec<(Vec<u8>, bool)>, Vec<Violation>) {
-        let mut msgs = Vec::new();
-        let mut viol = Vec::new();
+    #[derive(Default)]
+    pub(crate) struct Collect {
+        pub msgs: Vec<(Vec<u8>, bool)>,
+        pub viol: Vec<Violation>,
+    }
+    impl StreamSink for Collect {
+        fn message(&mut self, msg: &[u8], truncated: bool) {
+            self.msgs.push((msg.to_vec(), truncated));
+        }
+        fn violation(&mut self, v: Violation) {
+            self.viol.push(v);
+        }
+    }
+
+    fn run(
+        dir: &mut DirStream,
+        pool: &mut BufPool,
+        data: &[u8],
+    ) -> (Vec<(Vec<u8>, bool)>, Vec<Violation>) {
+        let mut c = Collect::default();
         let mut stats = StreamStats::default();
-        dir.feed(data, pool, &mut stats, frame, |m, t| msgs.push((m.to_vec(), t)), |v| viol.push(v));
-        (msgs, viol)
+        dir.feed(data, pool, &mut stats, frame, &mut c);
+        (c.msgs, c.viol)
     }
 
     #[test]
@@ -303,7 +333,14 @@ mod tests {
         let mut pool = BufPool::new(4);
         let mut d = DirStream::default();
         let (m, v) = run(&mut d, &mut pool, &[3, 1, 1, 2, 9, 4, 0, 0, 0]);
-        assert_eq!(m, vec![(vec![3, 1, 1], false), (vec![2, 9], false), (vec![4, 0, 0, 0], false)]);
+        assert_eq!(
+            m,
+            vec![
+                (vec![3, 1, 1], false),
+                (vec![2, 9], false),
+                (vec![4, 0, 0, 0], false)
+            ]
+        );
         assert!(v.is_empty());
         assert_eq!(pool.in_use(), 0);
     }
@@ -328,22 +365,28 @@ mod tests {
     #[test]
     fn oversized_messages_keep_a_prefix_and_stay_bounded() {
         // A framing whose messages are 3000 bytes: longer than a block.
-        let big = |b: &[u8]| if b.first() == Some(&0xAA) { FrameLen::Len(3000) } else { FrameLen::Invalid(Violation::ModbusBadLength) };
+        let big = |b: &[u8]| {
+            if b.first() == Some(&0xAA) {
+                FrameLen::Len(3000)
+            } else {
+                FrameLen::Invalid(Violation::ModbusBadLength)
+            }
+        };
         let mut pool = BufPool::new(2);
         let mut d = DirStream::default();
         let mut stats = StreamStats::default();
-        let mut msgs = Vec::new();
-        let mut viol = Vec::new();
+        let mut c = Collect::default();
         let mut seg = vec![0xAAu8; 1400];
         seg[1] = 1;
-        d.feed(&seg, &mut pool, &mut stats, big, |m, t| msgs.push((m.len(), t)), |v| viol.push(v));
-        d.feed(&[0u8; 1400], &mut pool, &mut stats, big, |m, t| msgs.push((m.len(), t)), |v| viol.push(v));
-        assert!(msgs.is_empty());
+        d.feed(&seg, &mut pool, &mut stats, big, &mut c);
+        d.feed(&[0u8; 1400], &mut pool, &mut stats, big, &mut c);
+        assert!(c.msgs.is_empty());
         let mut last = vec![0u8; 200];
         last.extend_from_slice(&[0xAA; 10]);
-        d.feed(&last, &mut pool, &mut stats, big, |m, t| msgs.push((m.len(), t)), |v| viol.push(v));
-        assert_eq!(msgs, vec![(BLOCK, true)]);
-        assert_eq!(viol, vec![Violation::ReassemblyOverflow]);
+        d.feed(&last, &mut pool, &mut stats, big, &mut c);
+        let lens: Vec<(usize, bool)> = c.msgs.iter().map(|(m, t)| (m.len(), *t)).collect();
+        assert_eq!(lens, vec![(BLOCK, true)]);
+        assert_eq!(c.viol, vec![Violation::ReassemblyOverflow]);
         assert_eq!(pool.in_use(), 1, "the next message's start is held");
     }
 
@@ -362,15 +405,24 @@ mod tests {
         let mut pool = BufPool::new(2);
         let mut d = DirStream::default();
         let mut st = StreamStats::default();
-        assert_eq!(d.accept(1000, &[1, 2, 3], &mut pool, &mut st), Some(&[1u8, 2, 3][..]));
+        assert_eq!(
+            d.accept(1000, &[1, 2, 3], &mut pool, &mut st),
+            Some(&[1u8, 2, 3][..])
+        );
         assert_eq!(d.accept(1000, &[1, 2, 3], &mut pool, &mut st), None);
-        assert_eq!(d.accept(1002, &[3, 4], &mut pool, &mut st), Some(&[4u8][..]));
+        assert_eq!(
+            d.accept(1002, &[3, 4], &mut pool, &mut st),
+            Some(&[4u8][..])
+        );
         assert_eq!(st.retransmitted_bytes, 4);
         assert_eq!(d.accept(1010, &[9], &mut pool, &mut st), Some(&[9u8][..]));
         assert_eq!(st.gaps, 1);
         // Wrap-around of the sequence space.
         let mut d = DirStream::default();
-        assert!(d.accept(u32::MAX - 1, &[1, 2, 3], &mut pool, &mut st).is_some());
+        assert!(
+            d.accept(u32::MAX - 1, &[1, 2, 3], &mut pool, &mut st)
+                .is_some()
+        );
         assert_eq!(d.accept(1, &[4], &mut pool, &mut st), Some(&[4u8][..]));
     }
 
@@ -381,7 +433,13 @@ mod tests {
         let mut b = DirStream::default();
         run(&mut a, &mut pool, &[9, 1]);
         let mut stats = StreamStats::default();
-        b.feed(&[9, 1], &mut pool, &mut stats, frame, |_, _| {}, |_| {});
+        b.feed(
+            &[9, 1],
+            &mut pool,
+            &mut stats,
+            frame,
+            &mut Collect::default(),
+        );
         assert_eq!(stats.out_of_buffers, 1);
         a.reset(&mut pool);
         assert_eq!(pool.in_use(), 0);

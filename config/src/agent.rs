@@ -174,7 +174,9 @@ pub struct RealEnvironment;
 
 impl Environment for RealEnvironment {
     fn readable(&self, path: &Path) -> Result<(), String> {
-        std::fs::File::open(path).map(|_| ()).map_err(|e| e.to_string())
+        std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     fn interface_exists(&self, name: &str) -> bool {
         Path::new("/sys/class/net").join(name).exists()
@@ -204,8 +206,10 @@ pub fn load_agent_file(path: &Path, env: &dyn Environment) -> Loaded<AgentConfig
         Ok(text) => load_agent(&path.display().to_string(), &text, env),
         Err(e) => Loaded {
             config: None,
-            diagnostics: vec![Diagnostic::error(None, format!("cannot read the file: {e}"))
-                .with_help("give the path of an agent.toml with --config")],
+            diagnostics: vec![
+                Diagnostic::error(None, format!("cannot read the file: {e}"))
+                    .with_help("give the path of an agent.toml with --config"),
+            ],
             source: Source::new(path.display().to_string(), String::new()),
         },
     }
@@ -224,13 +228,15 @@ pub fn load_agent(path: &str, text: &str, env: &dyn Environment) -> Loaded<Agent
         Some(v) => doc.value::<ReportSection>(&v, "[report]").map(Some),
     };
     let config = match (agent, capture, flows, events, report) {
-        (Some(agent), Some(capture), Some(flows), Some(events), Some(report)) => Some(AgentConfig {
-            agent,
-            capture,
-            flows,
-            events,
-            report,
-        }),
+        (Some(agent), Some(capture), Some(flows), Some(events), Some(report)) => {
+            Some(AgentConfig {
+                agent,
+                capture,
+                flows,
+                events,
+                report,
+            })
+        }
         _ => None,
     };
     if let Some(c) = &config {
@@ -246,7 +252,10 @@ pub fn load_agent(path: &str, text: &str, env: &dyn Environment) -> Loaded<Agent
 
 /// The byte offset of a string value's contents (after its opening quote), so that an
 /// offset inside the string maps to the file.
-fn inner_offset(doc_span: Option<std::ops::Range<usize>>, text_len: usize) -> Option<std::ops::Range<usize>> {
+fn inner_offset(
+    doc_span: Option<std::ops::Range<usize>>,
+    text_len: usize,
+) -> Option<std::ops::Range<usize>> {
     doc_span.map(|s| {
         let start = s.start + 1;
         start..(start + text_len).min(s.end.saturating_sub(1)).max(start)
@@ -276,8 +285,11 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
         if let Err(e) = env.readable(policy) {
             let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("policy")]);
             doc.push(
-                Diagnostic::error(span, format!("cannot read the policy file {}: {e}", policy.display()))
-                    .with_help("fix the path, or remove `policy` to run without a policy"),
+                Diagnostic::error(
+                    span,
+                    format!("cannot read the policy file {}: {e}", policy.display()),
+                )
+                .with_help("fix the path, or remove `policy` to run without a policy"),
             );
         }
     }
@@ -294,8 +306,11 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
         (false, false) => {
             let span = doc.span_of(&[Seg::Key("capture"), Seg::Key("pcap")]);
             doc.push(
-                Diagnostic::error(span, "`interfaces` and `pcap` are both set; an agent has one kind of source")
-                    .with_help("remove one of them"),
+                Diagnostic::error(
+                    span,
+                    "`interfaces` and `pcap` are both set; an agent has one kind of source",
+                )
+                .with_help("remove one of them"),
             );
         }
         _ => {}
@@ -310,23 +325,34 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
         if !valid {
             doc.push(
                 Diagnostic::error(span, format!("`{name}` is not a network interface name"))
-                    .with_help("Linux interface names have 1 to 15 characters, without `/`, `:` or spaces"),
+                    .with_help(
+                        "Linux interface names have 1 to 15 characters, without `/`, `:` or spaces",
+                    ),
             );
         } else if !env.interface_exists(name) {
             doc.push(
-                Diagnostic::warning(span, format!("interface `{name}` does not exist on this host now"))
-                    .with_help("the agent waits for it and reports it down until it appears"),
+                Diagnostic::warning(
+                    span,
+                    format!("interface `{name}` does not exist on this host now"),
+                )
+                .with_help("the agent waits for it and reports it down until it appears"),
             );
         }
         if cap.interfaces.iter().take(i).any(|n| n == name) {
             let span = doc.span_of(&[Seg::Key("capture"), Seg::Key("interfaces"), Seg::Index(i)]);
-            doc.push(Diagnostic::error(span, format!("interface `{name}` is listed twice")));
+            doc.push(Diagnostic::error(
+                span,
+                format!("interface `{name}` is listed twice"),
+            ));
         }
     }
     for (i, file) in cap.pcap.iter().enumerate() {
         if let Err(e) = env.readable(file) {
             let span = doc.span_of(&[Seg::Key("capture"), Seg::Key("pcap"), Seg::Index(i)]);
-            doc.push(Diagnostic::error(span, format!("cannot read {}: {e}", file.display())));
+            doc.push(Diagnostic::error(
+                span,
+                format!("cannot read {}: {e}", file.display()),
+            ));
         }
     }
     for (i, expr) in cap.exclude.iter().enumerate() {
@@ -353,8 +379,11 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
     if c.flows.max_flows < 1024 || c.flows.max_flows > 16 << 20 {
         let span = doc.span_of(&[Seg::Key("flows"), Seg::Key("max_flows")]);
         doc.push(
-            Diagnostic::error(span, format!("max_flows = {} is out of range", c.flows.max_flows))
-                .with_help("use 1024 to 16777216; each flow takes about 200 bytes"),
+            Diagnostic::error(
+                span,
+                format!("max_flows = {} is out of range", c.flows.max_flows),
+            )
+            .with_help("use 1024 to 16777216; each flow takes about 200 bytes"),
         );
     }
     if c.flows.idle_timeout.0.as_secs() < 1 {
@@ -364,11 +393,17 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
 
     if c.events.max_bytes.0 < (1 << 20) {
         let span = doc.span_of(&[Seg::Key("events"), Seg::Key("max_bytes")]);
-        doc.push(Diagnostic::error(span, "events max_bytes must be at least 1MiB"));
+        doc.push(Diagnostic::error(
+            span,
+            "events max_bytes must be at least 1MiB",
+        ));
     }
     if c.events.retention.0.as_secs() < 3600 {
         let span = doc.span_of(&[Seg::Key("events"), Seg::Key("retention")]);
-        doc.push(Diagnostic::error(span, "events retention must be at least 1h"));
+        doc.push(Diagnostic::error(
+            span,
+            "events retention must be at least 1h",
+        ));
     }
 
     if let Some(r) = &c.report {
@@ -400,7 +435,10 @@ fn validate_report(r: &ReportSection, doc: &mut Doc<'_>, env: &dyn Environment) 
     }
     if r.interval.0.as_millis() < 1000 {
         let span = doc.span_of(&[Seg::Key("report"), Seg::Key("interval")]);
-        doc.push(Diagnostic::error(span, "report interval must be at least 1s"));
+        doc.push(Diagnostic::error(
+            span,
+            "report interval must be at least 1s",
+        ));
     }
     if !r.insecure {
         for (key, value) in [("ca", &r.ca), ("cert", &r.cert), ("key", &r.key)] {
@@ -415,7 +453,10 @@ fn validate_report(r: &ReportSection, doc: &mut Doc<'_>, env: &dyn Environment) 
                 Some(p) => {
                     if let Err(e) = env.readable(p) {
                         let span = doc.span_of(&[Seg::Key("report"), Seg::Key(key)]);
-                        doc.push(Diagnostic::error(span, format!("cannot read {}: {e}", p.display())));
+                        doc.push(Diagnostic::error(
+                            span,
+                            format!("cannot read {}: {e}", p.display()),
+                        ));
                     }
                 }
             }
@@ -445,9 +486,13 @@ pub fn parse_collector_url(url: &str) -> Result<CollectorUrl, String> {
         return Err("give only scheme, host and port".into());
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed `[` in an IPv6 address")?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("unclosed `[` in an IPv6 address")?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("`{p}` is not a port"))?,
             None if after.is_empty() => 9700,
             None => return Err("unexpected text after the address".into()),
         };
@@ -456,7 +501,8 @@ pub fn parse_collector_url(url: &str) -> Result<CollectorUrl, String> {
         match authority.rsplit_once(':') {
             Some((h, p)) => (
                 h.to_string(),
-                p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{p}` is not a port"))?,
             ),
             None => (authority.to_string(), 9700),
         }
@@ -490,10 +536,15 @@ mod tests {
     }
     fn env() -> FakeEnv {
         FakeEnv {
-            files: ["/etc/infrawatch/ca.pem", "/etc/infrawatch/agent.pem", "/etc/infrawatch/agent.key", "/tmp/t.pcap"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            files: [
+                "/etc/infrawatch/ca.pem",
+                "/etc/infrawatch/agent.pem",
+                "/etc/infrawatch/agent.key",
+                "/tmp/t.pcap",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             ifaces: ["eth1".to_string()].into_iter().collect(),
         }
     }
@@ -536,13 +587,28 @@ key = "/etc/infrawatch/agent.key"
         let l = load_agent("agent.toml", text, &env());
         let out = l.render();
         assert!(l.config.is_none());
-        assert!(out.contains("agent.toml:2:1: error: unknown key `idd` in [agent]"), "{out}");
+        assert!(
+            out.contains("agent.toml:2:1: error: unknown key `idd` in [agent]"),
+            "{out}"
+        );
         assert!(out.contains("help: did you mean `id`?"), "{out}");
-        assert!(out.contains("agent.toml:4:1: error: unknown key `intefaces` in [capture]"), "{out}");
+        assert!(
+            out.contains("agent.toml:4:1: error: unknown key `intefaces` in [capture]"),
+            "{out}"
+        );
         assert!(out.contains("did you mean `interfaces`?"), "{out}");
-        assert!(out.contains("agent.toml:6:8: error: [capture]: unknown value `fast`"), "{out}");
-        assert!(out.contains("agent.toml:9:16: error: [flows]: a duration needs a unit"), "{out}");
-        assert!(out.contains("agent.toml:10:2: error: unknown section `[reports]`"), "{out}");
+        assert!(
+            out.contains("agent.toml:6:8: error: [capture]: unknown value `fast`"),
+            "{out}"
+        );
+        assert!(
+            out.contains("agent.toml:9:16: error: [flows]: a duration needs a unit"),
+            "{out}"
+        );
+        assert!(
+            out.contains("agent.toml:10:2: error: unknown section `[reports]`"),
+            "{out}"
+        );
         assert!(out.contains("did you mean `report`?"), "{out}");
         assert_eq!(l.error_count(), 5, "{out}");
     }
@@ -552,9 +618,18 @@ key = "/etc/infrawatch/agent.key"
         let text = "[capture]\npcap = [\"/tmp/t.pcap\", \"/nope.pcap\"]\nexclude = [\"port 9700\", \"host 10.0.0.300\"]\n[report]\ncollectors = [\"http://c:9700\"]\n";
         let l = load_agent("a.toml", text, &env());
         let out = l.render();
-        assert!(out.contains("a.toml:2:24: error: cannot read /nope.pcap"), "{out}");
-        assert!(out.contains("a.toml:3:31: error: exclude expression: not an IP address"), "{out}");
-        assert!(out.contains("a.toml:5:15: error: collector `http://c:9700` is plain HTTP"), "{out}");
+        assert!(
+            out.contains("a.toml:2:24: error: cannot read /nope.pcap"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a.toml:3:31: error: exclude expression: not an IP address"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a.toml:5:15: error: collector `http://c:9700` is plain HTTP"),
+            "{out}"
+        );
         assert!(out.contains("needs `ca` for mutual TLS"), "{out}");
     }
 
@@ -562,7 +637,11 @@ key = "/etc/infrawatch/agent.key"
     fn a_packet_source_is_required_and_unique() {
         let l = load_agent("a.toml", "[agent]\nid = \"x\"\n", &env());
         assert!(l.render().contains("no packet source"));
-        let l = load_agent("a.toml", "[capture]\ninterfaces=[\"eth1\"]\npcap=[\"/tmp/t.pcap\"]\n", &env());
+        let l = load_agent(
+            "a.toml",
+            "[capture]\ninterfaces=[\"eth1\"]\npcap=[\"/tmp/t.pcap\"]\n",
+            &env(),
+        );
         assert!(l.render().contains("both set"));
     }
 
@@ -571,18 +650,29 @@ key = "/etc/infrawatch/agent.key"
         let l = load_agent("a.toml", "[capture]\ninterfaces=[\"eth9\"]\n", &env());
         assert_eq!(l.error_count(), 0);
         assert!(l.config.is_some());
-        assert!(l.render().contains("warning: interface `eth9` does not exist"));
+        assert!(
+            l.render()
+                .contains("warning: interface `eth9` does not exist")
+        );
     }
 
     #[test]
     fn collector_urls() {
         assert_eq!(
             parse_collector_url("https://c.site:9700"),
-            Ok(CollectorUrl { tls: true, host: "c.site".into(), port: 9700 })
+            Ok(CollectorUrl {
+                tls: true,
+                host: "c.site".into(),
+                port: 9700
+            })
         );
         assert_eq!(
             parse_collector_url("http://[::1]:80/"),
-            Ok(CollectorUrl { tls: false, host: "::1".into(), port: 80 })
+            Ok(CollectorUrl {
+                tls: false,
+                host: "::1".into(),
+                port: 80
+            })
         );
         assert!(parse_collector_url("ftp://x").is_err());
         assert!(parse_collector_url("https://x:99999").is_err());

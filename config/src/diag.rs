@@ -99,7 +99,10 @@ impl Source {
             .and_then(|s| s.find('\n'))
             .map_or(self.text.len(), |i| offset + i);
         (
-            self.text.get(start..end).unwrap_or("").trim_end_matches('\r'),
+            self.text
+                .get(start..end)
+                .unwrap_or("")
+                .trim_end_matches('\r'),
             start,
         )
     }

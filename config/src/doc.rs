@@ -99,7 +99,11 @@ impl<'i> Doc<'i> {
     /// Deserializes one value (a table, or anything else) into `T`, checking the keys
     /// of a table against `T`'s fields first. `context` names the place for messages,
     /// e.g. `[capture]` or `[[allow]] #3`.
-    pub fn value<T: DeserializeOwned>(&mut self, v: &Spanned<DeValue<'i>>, context: &str) -> Option<T> {
+    pub fn value<T: DeserializeOwned>(
+        &mut self,
+        v: &Spanned<DeValue<'i>>,
+        context: &str,
+    ) -> Option<T> {
         let mut v = v.clone();
         let fields = struct_fields::<T>();
         if let (Some(fields), DeValue::Table(table)) = (fields, v.get_mut()) {
@@ -110,8 +114,11 @@ impl<'i> Doc<'i> {
                 .collect();
             for (key, span) in &unknown {
                 self.diagnostics.push(
-                    Diagnostic::error(Some(span.clone()), format!("unknown key `{key}` in {context}"))
-                        .with_help(suggest(key, fields)),
+                    Diagnostic::error(
+                        Some(span.clone()),
+                        format!("unknown key `{key}` in {context}"),
+                    )
+                    .with_help(suggest(key, fields)),
                 );
                 table.remove(key.as_str());
             }
@@ -199,7 +206,10 @@ mod tests {
     #[test]
     fn introspects_struct_fields() {
         assert_eq!(struct_fields::<Sect>(), Some(&["name", "count"][..]));
-        assert_eq!(struct_fields::<std::collections::BTreeMap<String, u32>>(), None);
+        assert_eq!(
+            struct_fields::<std::collections::BTreeMap<String, u32>>(),
+            None
+        );
     }
 
     #[test]
@@ -217,7 +227,10 @@ mod tests {
         assert!(msgs.iter().any(|m| m.starts_with("[b]:")));
         let nmae = doc.diagnostics.iter().find(|d| d.message.contains("nmae"));
         assert_eq!(nmae.and_then(|d| d.span.clone()), Some(4..8));
-        assert!(nmae.and_then(|d| d.help.clone()).is_some_and(|h| h.contains("did you mean `name`")));
+        assert!(
+            nmae.and_then(|d| d.help.clone())
+                .is_some_and(|h| h.contains("did you mean `name`"))
+        );
     }
 
     #[test]

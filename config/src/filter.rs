@@ -234,10 +234,9 @@ impl<'a> Parser<'a> {
         };
         let prim = match kw.text {
             "host" => {
-                let ip: IpAddr = arg
-                    .text
-                    .parse()
-                    .map_err(|_| Self::err_at(&arg, "not an IP address (host names are not resolved)"))?;
+                let ip: IpAddr = arg.text.parse().map_err(|_| {
+                    Self::err_at(&arg, "not an IP address (host names are not resolved)")
+                })?;
                 Primitive::Host(dir, ip)
             }
             "net" => {
@@ -245,7 +244,12 @@ impl<'a> Parser<'a> {
                 Primitive::Net(dir, ip, prefix)
             }
             "port" => {
-                let p = parse_port(arg.text).ok_or_else(|| Self::err_at(&arg, "not a port number (0-65535; service names are not resolved)"))?;
+                let p = parse_port(arg.text).ok_or_else(|| {
+                    Self::err_at(
+                        &arg,
+                        "not a port number (0-65535; service names are not resolved)",
+                    )
+                })?;
                 Primitive::Port(dir, p, p)
             }
             "portrange" => {
@@ -339,12 +343,20 @@ pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -360,7 +372,9 @@ pub fn parse(expr: &str) -> Result<Filter, FilterError> {
     };
     let f = p.or()?;
     if p.pos < p.toks.len() {
-        return Err(p.err_here("unexpected text after the expression; join primitives with `and`/`or`"));
+        return Err(
+            p.err_here("unexpected text after the expression; join primitives with `and`/`or`")
+        );
     }
     Ok(f)
 }
@@ -373,10 +387,19 @@ mod tests {
     fn parses_design_examples() {
         assert_eq!(
             parse("host 10.0.0.9"),
-            Ok(Filter::Prim(Primitive::Host(Dir::Either, "10.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])))))
+            Ok(Filter::Prim(Primitive::Host(
+                Dir::Either,
+                "10.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+            )))
         );
-        assert_eq!(parse("port 9700"), Ok(Filter::Prim(Primitive::Port(Dir::Either, 9700, 9700))));
-        assert!(matches!(parse("src net 10.0.0.0/8 and not (tcp or udp port 53)"), Err(_)));
+        assert_eq!(
+            parse("port 9700"),
+            Ok(Filter::Prim(Primitive::Port(Dir::Either, 9700, 9700)))
+        );
+        assert!(matches!(
+            parse("src net 10.0.0.0/8 and not (tcp or udp port 53)"),
+            Err(_)
+        ));
         assert!(parse("src net 10.0.0.0/8 and not (tcp or udp)").is_ok());
         assert!(parse("dst portrange 9700-9701 || ether src host 02:00:00:00:00:01").is_ok());
     }

@@ -32,7 +32,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("`{text}` is not a duration; {DURATION_HELP}"));
         }
@@ -57,9 +59,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 return Err(format!("`{text}` has no unit; {DURATION_HELP}"));
             }
             other => {
-                return Err(format!(
-                    "`{other}` is not a duration unit; {DURATION_HELP}"
-                ));
+                return Err(format!("`{other}` is not a duration unit; {DURATION_HELP}"));
             }
         };
         total = n
@@ -114,7 +114,8 @@ impl fmt::Display for HumanDuration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ByteSize(pub u64);
 
-const SIZE_HELP: &str = "write bytes as an integer or with a unit: B, KB, MB, GB, KiB, MiB, GiB, TiB, e.g. \"512MiB\"";
+const SIZE_HELP: &str =
+    "write bytes as an integer or with a unit: B, KB, MB, GB, KiB, MiB, GiB, TiB, e.g. \"512MiB\"";
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -123,7 +124,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("`{text}` is not a size; {SIZE_HELP}"));
     }
     let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("`{text}`: number too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}`: number too large"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1_000,

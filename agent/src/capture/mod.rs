@@ -134,7 +134,9 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file ({detail})")]
     Format { path: String, detail: String },
-    #[error("{path}: link type {linktype} is not supported (Ethernet, Linux cooked SLL/SLL2, raw IP and BSD loopback are)")]
+    #[error(
+        "{path}: link type {linktype} is not supported (Ethernet, Linux cooked SLL/SLL2, raw IP and BSD loopback are)"
+    )]
     LinkType { path: String, linktype: i32 },
     #[error("interface {iface}: {detail}")]
     Interface { iface: String, detail: String },
@@ -175,7 +177,13 @@ mod tests {
     #[test]
     fn rfc3339_formats_utc() {
         assert_eq!(Ts(0).rfc3339(), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(Ts::from_micros(1_595_660_608_237_857).rfc3339(), "2020-07-25T07:03:28.237857Z");
-        assert_eq!(Ts::from_secs(951_782_400).rfc3339(), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            Ts::from_micros(1_595_660_608_237_857).rfc3339(),
+            "2020-07-25T07:03:28.237857Z"
+        );
+        assert_eq!(
+            Ts::from_secs(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

@@ -43,7 +43,9 @@ pub struct PcapFile {
 
 impl std::fmt::Debug for PcapFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcapFile").field("path", &self.path).finish()
+        f.debug_struct("PcapFile")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -58,7 +60,10 @@ impl PcapFile {
     }
 
     /// Reads a capture from any byte stream (`path` names it in messages).
-    pub fn from_reader(path: String, input: impl Read + Send + 'static) -> Result<PcapFile, CaptureError> {
+    pub fn from_reader(
+        path: String,
+        input: impl Read + Send + 'static,
+    ) -> Result<PcapFile, CaptureError> {
         let reader = create_reader(INITIAL_BUFFER, input).map_err(|e| CaptureError::Format {
             path: path.clone(),
             detail: match e {
@@ -124,11 +129,13 @@ impl PacketSource for PcapFile {
                 Ok((offset, block)) => match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         self.legacy_nanos = h.is_nanosecond_precision();
-                        self.legacy_link = LinkType::from_linktype(h.network.0);
+                        // The upper bits carry FCS information (libpcap LT_LINKTYPE).
+                        let linktype = h.network.0 & 0x03ff_ffff;
+                        self.legacy_link = LinkType::from_linktype(linktype);
                         if self.legacy_link.is_none() {
                             return Err(CaptureError::LinkType {
                                 path: self.path.clone(),
-                                linktype: h.network.0,
+                                linktype,
                             });
                         }
                         Step::Skip(offset)
@@ -136,7 +143,11 @@ impl PacketSource for PcapFile {
                     PcapBlockOwned::Legacy(b) => match self.legacy_link {
                         Some(link) => {
                             let frac = u64::from(b.ts_usec);
-                            let nanos = if self.legacy_nanos { frac } else { frac * 1_000 };
+                            let nanos = if self.legacy_nanos {
+                                frac
+                            } else {
+                                frac * 1_000
+                            };
                             let ts = Ts(u64::from(b.ts_sec) * 1_000_000_000 + nanos);
                             Step::Deliver(offset, ts, b.origlen, link)
                         }
@@ -161,7 +172,12 @@ impl PacketSource for PcapFile {
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         match self.interfaces.get(epb.if_id as usize).copied() {
                             Some(iface) => match iface.link {
-                                Some(link) => Step::Deliver(offset, ng_ts(epb.ts_high, epb.ts_low, &iface), epb.origlen, link),
+                                Some(link) => Step::Deliver(
+                                    offset,
+                                    ng_ts(epb.ts_high, epb.ts_low, &iface),
+                                    epb.origlen,
+                                    link,
+                                ),
                                 None => {
                                     self.unsupported_records += 1;
                                     let _ = iface.linktype;
@@ -176,7 +192,9 @@ impl PacketSource for PcapFile {
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         match self.interfaces.first().copied() {
-                            Some(NgInterface { link: Some(link), .. }) => Step::Deliver(offset, Ts(0), spb.origlen, link),
+                            Some(NgInterface {
+                                link: Some(link), ..
+                            }) => Step::Deliver(offset, Ts(0), spb.origlen, link),
                             _ => {
                                 self.unsupported_records += 1;
                                 Step::Skip(offset)
@@ -188,14 +206,16 @@ impl PacketSource for PcapFile {
                 Err(PcapError::Eof) => Step::End(None),
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.reader_exhausted() {
-                        Step::End(Some("the file ends in the middle of a record (truncated)".into()))
+                        Step::End(Some(
+                            "the file ends in the middle of a record (truncated)".into(),
+                        ))
                     } else {
                         Step::Refill
                     }
                 }
-                Err(PcapError::UnexpectedEof) => {
-                    Step::End(Some("the file ends in the middle of a record (truncated)".into()))
-                }
+                Err(PcapError::UnexpectedEof) => Step::End(Some(
+                    "the file ends in the middle of a record (truncated)".into(),
+                )),
                 Err(PcapError::BufferTooSmall) => Step::Grow,
                 Err(PcapError::ReadError) => Step::End(Some("read error".into())),
                 Err(e) => Step::End(Some(format!("corrupt record: {e:?}"))),
@@ -231,18 +251,22 @@ impl PacketSource for PcapFile {
                             orig_len,
                             link,
                         })),
-                        Ok((_, PcapBlockOwned::NG(Block::EnhancedPacket(epb)))) => Ok(Next::Packet(Packet {
-                            ts,
-                            data: epb.data.get(..epb.caplen as usize).unwrap_or(epb.data),
-                            orig_len,
-                            link,
-                        })),
-                        Ok((_, PcapBlockOwned::NG(Block::SimplePacket(spb)))) => Ok(Next::Packet(Packet {
-                            ts,
-                            data: spb.data.get(..spb.origlen as usize).unwrap_or(spb.data),
-                            orig_len,
-                            link,
-                        })),
+                        Ok((_, PcapBlockOwned::NG(Block::EnhancedPacket(epb)))) => {
+                            Ok(Next::Packet(Packet {
+                                ts,
+                                data: epb.data.get(..epb.caplen as usize).unwrap_or(epb.data),
+                                orig_len,
+                                link,
+                            }))
+                        }
+                        Ok((_, PcapBlockOwned::NG(Block::SimplePacket(spb)))) => {
+                            Ok(Next::Packet(Packet {
+                                ts,
+                                data: spb.data.get(..spb.origlen as usize).unwrap_or(spb.data),
+                                orig_len,
+                                link,
+                            }))
+                        }
                         _ => Ok(Next::End),
                     };
                 }

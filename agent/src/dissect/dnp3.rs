@@ -13,5 +13,20 @@ pub struct State;
 impl State {
     pub fn release(&mut self, _pool: &mut BufPool) {}
 }
-pub fn dissect(_msg: &[u8], _side: Side, _truncated: bool, _state: &mut State, _pool: &mut BufPool, _sink: &mut dyn PduSink) {}
-pub fn dissect_datagram(_payload: &[u8], _side: Side, _state: &mut State, _pool: &mut BufPool, _sink: &mut dyn PduSink) {}
+pub fn dissect(
+    _msg: &[u8],
+    _side: Side,
+    _truncated: bool,
+    _state: &mut State,
+    _pool: &mut BufPool,
+    _sink: &mut dyn PduSink,
+) {
+}
+pub fn dissect_datagram(
+    _payload: &[u8],
+    _side: Side,
+    _state: &mut State,
+    _pool: &mut BufPool,
+    _sink: &mut dyn PduSink,
+) {
+}

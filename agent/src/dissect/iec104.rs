@@ -13,4 +13,12 @@ pub struct State;
 impl State {
     pub fn release(&mut self, _pool: &mut BufPool) {}
 }
-pub fn dissect(_msg: &[u8], _side: Side, _truncated: bool, _state: &mut State, _pool: &mut BufPool, _sink: &mut dyn PduSink) {}
+pub fn dissect(
+    _msg: &[u8],
+    _side: Side,
+    _truncated: bool,
+    _state: &mut State,
+    _pool: &mut BufPool,
+    _sink: &mut dyn PduSink,
+) {
+}

@@ -61,11 +61,21 @@ impl<'a> Reader<'a> {
     }
     pub fn u32_be(&mut self) -> Option<u32> {
         let b = self.take(4)?;
-        Some(u32::from_be_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+        Some(u32::from_be_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
     }
     pub fn u32_le(&mut self) -> Option<u32> {
         let b = self.take(4)?;
-        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+        Some(u32::from_le_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
     }
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
@@ -298,7 +308,8 @@ pub(crate) mod testutil {
     }
 
     fn s(v: Option<&[u8]>) -> String {
-        v.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+        v.map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
     }
 
     impl PduSink for Recorder {
@@ -309,7 +320,14 @@ pub(crate) mod testutil {
             self.violations.push(v);
         }
         fn identity(&mut self, side: Side, id: &Identity<'_>) {
-            self.identities.push((side, s(id.vendor), s(id.model), s(id.firmware), s(id.serial), s(id.name)));
+            self.identities.push((
+                side,
+                s(id.vendor),
+                s(id.model),
+                s(id.firmware),
+                s(id.serial),
+                s(id.name),
+            ));
         }
     }
 
@@ -361,14 +379,24 @@ pub(crate) mod testutil {
         while let Ok(Next::Packet(p)) = src.next() {
             if let L3::Ip(ip) = decode(p.link, p.data).l3 {
                 match ip.l4 {
-                    L4::Tcp { sport, dport, seq, payload, .. } if !payload.is_empty() => out.push(Seg {
+                    L4::Tcp {
+                        sport,
+                        dport,
+                        seq,
+                        payload,
+                        ..
+                    } if !payload.is_empty() => out.push(Seg {
                         tcp: true,
                         sport,
                         dport,
                         seq,
                         payload: payload.to_vec(),
                     }),
-                    L4::Udp { sport, dport, payload } if !payload.is_empty() => out.push(Seg {
+                    L4::Udp {
+                        sport,
+                        dport,
+                        payload,
+                    } if !payload.is_empty() => out.push(Seg {
                         tcp: false,
                         sport,
                         dport,
@@ -386,7 +414,11 @@ pub(crate) mod testutil {
     pub fn hex(s: &str) -> Vec<u8> {
         let clean: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         (0..clean.len() / 2)
-            .filter_map(|i| clean.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .filter_map(|i| {
+                clean
+                    .get(2 * i..2 * i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
             .collect()
     }
 }
@@ -399,7 +431,10 @@ mod tests {
     fn shared_captures_are_readable() {
         let segs = segments("modbus/zeek_4sics_fc23_read_write_registers.pcap");
         assert_eq!(segs.len(), 2);
-        assert!(segs.iter().all(|s| s.tcp && (s.sport == 502 || s.dport == 502)));
+        assert!(
+            segs.iter()
+                .all(|s| s.tcp && (s.sport == 502 || s.dport == 502))
+        );
     }
 
     #[test]

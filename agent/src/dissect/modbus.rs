@@ -107,9 +107,6 @@ pub fn probe(payload: &[u8], hint: Hint) -> Probe {
         };
         let fc = byte(rest, MBAP);
         let base = fc & 0x7f;
-        if base == 0 {
-            return Probe::No;
-        }
         if fc & 0x80 != 0 {
             // An exception answer: function code + 1-byte exception code 1..=0x0B.
             let code = byte(rest, MBAP + 1);
@@ -133,7 +130,11 @@ pub fn probe(payload: &[u8], hint: Hint) -> Probe {
         if total > rest.len() {
             // A frame that continues in the next segment: fine after a whole frame,
             // or on the registered port.
-            return if frames > 0 || hint.port { Probe::Match } else { Probe::Unsure };
+            return if frames > 0 || hint.port {
+                Probe::Match
+            } else {
+                Probe::Unsure
+            };
         }
         frames += 1;
         rest = rest.get(total..).unwrap_or(&[]);
@@ -150,13 +151,18 @@ pub fn probe(payload: &[u8], hint: Hint) -> Probe {
 pub struct State;
 
 fn range(space: AddrSpace, start: u16, count: u16) -> Option<AddrRange> {
-    Some(AddrRange { space, start, count })
+    Some(AddrRange {
+        space,
+        start,
+        count,
+    })
 }
 
 /// Decodes one ADU (or the first bytes of an oversized one).
 pub fn dissect(msg: &[u8], side: Side, truncated: bool, sink: &mut dyn PduSink) {
     let mut r = Reader::new(msg);
-    let (Some(_tid), Some(proto_id), Some(len), Some(unit), Some(fc)) = (r.u16_be(), r.u16_be(), r.u16_be(), r.u8(), r.u8())
+    let (Some(_tid), Some(proto_id), Some(len), Some(unit), Some(fc)) =
+        (r.u16_be(), r.u16_be(), r.u16_be(), r.u8(), r.u8())
     else {
         sink.violation(Violation::ModbusBadLength);
         return;
@@ -216,7 +222,9 @@ fn request_details(fc: u8, r: &mut Reader<'_>, pdu: &mut Pdu) -> bool {
                 _ => (AddrSpace::InputRegisters, 125),
             };
             pdu.range = range(space, start, qty);
-            data_len == 4 && (1..=max).contains(&qty) && u32::from(start) + u32::from(qty) <= 0x1_0000
+            data_len == 4
+                && (1..=max).contains(&qty)
+                && u32::from(start) + u32::from(qty) <= 0x1_0000
         }
         5 => {
             let (Some(addr), Some(value)) = (r.u16_be(), r.u16_be()) else {
@@ -242,7 +250,9 @@ fn request_details(fc: u8, r: &mut Reader<'_>, pdu: &mut Pdu) -> bool {
                 (AddrSpace::HoldingRegisters, 123, qty.saturating_mul(2))
             };
             pdu.range = range(space, start, qty);
-            (1..=max).contains(&qty) && u16::from(count) == bytes && r.remaining() == usize::from(count)
+            (1..=max).contains(&qty)
+                && u16::from(count) == bytes
+                && r.remaining() == usize::from(count)
         }
         22 => {
             let Some(addr) = r.u16_be() else {
@@ -252,7 +262,8 @@ fn request_details(fc: u8, r: &mut Reader<'_>, pdu: &mut Pdu) -> bool {
             data_len == 6
         }
         23 => {
-            let (Some(rs), Some(rq), Some(ws), Some(wq), Some(count)) = (r.u16_be(), r.u16_be(), r.u16_be(), r.u16_be(), r.u8())
+            let (Some(rs), Some(rq), Some(ws), Some(wq), Some(count)) =
+                (r.u16_be(), r.u16_be(), r.u16_be(), r.u16_be(), r.u8())
             else {
                 return false;
             };
@@ -277,7 +288,11 @@ fn request_details(fc: u8, r: &mut Reader<'_>, pdu: &mut Pdu) -> bool {
                 return false;
             };
             if let (Some(6), Some(file)) = (r.peek(0), r.peek(1).zip(r.peek(2))) {
-                pdu.range = range(AddrSpace::FileRecords, u16::from_be_bytes([file.0, file.1]), 1);
+                pdu.range = range(
+                    AddrSpace::FileRecords,
+                    u16::from_be_bytes([file.0, file.1]),
+                    1,
+                );
             }
             usize::from(count) == r.remaining() && count >= 7 && count <= 0xf5
         }
@@ -328,11 +343,16 @@ fn device_identification(r: &mut Reader<'_>, side: Side, sink: &mut dyn PduSink)
 mod tests {
     use super::*;
     use crate::dissect::testutil::{Recorder, hex, segments};
+    use crate::stream::tests::Collect;
     use crate::stream::{BufPool, DirStream, StreamStats};
     use std::collections::BTreeMap;
 
     fn hint(port: bool, from_client: bool) -> Hint {
-        Hint { port, tcp: true, from_client }
+        Hint {
+            port,
+            tcp: true,
+            from_client,
+        }
     }
 
     /// Runs a capture's Modbus segments through framing and dissection.
@@ -342,18 +362,21 @@ mod tests {
         let mut dirs: BTreeMap<(u16, Side), DirStream> = BTreeMap::new();
         let mut stats = StreamStats::default();
         for seg in segments(rel) {
-            let (side, client_port) = if seg.dport == 502 { (Side::Client, seg.sport) } else { (Side::Server, seg.dport) };
+            let (side, client_port) = if seg.dport == 502 {
+                (Side::Client, seg.sport)
+            } else {
+                (Side::Server, seg.dport)
+            };
             let d = dirs.entry((client_port, side)).or_default();
             let Some(data) = d.accept(seg.seq, &seg.payload, &mut pool, &mut stats) else {
                 continue;
             };
-            let mut msgs = Vec::new();
-            let mut viol = Vec::new();
-            d.feed(data, &mut pool, &mut stats, frame, |m, t| msgs.push((m.to_vec(), t)), |v| viol.push(v));
-            for (m, t) in msgs {
+            let mut c = Collect::default();
+            d.feed(data, &mut pool, &mut stats, frame, &mut c);
+            for (m, t) in c.msgs {
                 dissect(&m, side, t, &mut rec);
             }
-            rec.violations.extend(viol);
+            rec.violations.extend(c.viol);
         }
         rec
     }
@@ -393,15 +416,27 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(counts, expected);
-        let exceptions = rec.pdus.iter().filter(|(_, p)| matches!(p.kind, PduKind::Exception(_))).count();
+        let exceptions = rec
+            .pdus
+            .iter()
+            .filter(|(_, p)| matches!(p.kind, PduKind::Exception(_)))
+            .count();
         assert_eq!(rec.responses().len() + exceptions, 24);
     }
 
     #[test]
     fn fc23_request_has_both_ranges() {
         let rec = run_capture("modbus/zeek_4sics_fc23_read_write_registers.pcap");
-        let (_, req) = rec.pdus.iter().find(|(s, _)| *s == Side::Client).copied().unwrap();
-        assert_eq!(req.kind, PduKind::Request(Cmd::ModbusReadWriteMultipleRegisters));
+        let (_, req) = rec
+            .pdus
+            .iter()
+            .find(|(s, _)| *s == Side::Client)
+            .copied()
+            .unwrap();
+        assert_eq!(
+            req.kind,
+            PduKind::Request(Cmd::ModbusReadWriteMultipleRegisters)
+        );
         assert!(req.range.is_some() && req.range2.is_some());
         // This request asks to read 0 registers and write 0x2112: outside the spec.
         assert_eq!(rec.violations, vec![Violation::ModbusBadPdu]);
@@ -419,28 +454,61 @@ mod tests {
     #[test]
     fn requests_carry_unit_and_ranges() {
         let mut rec = Recorder::default();
-        dissect(&hex("0001 0000 0006 11 03 006b 0003"), Side::Client, false, &mut rec);
+        dissect(
+            &hex("0001 0000 0006 11 03 006b 0003"),
+            Side::Client,
+            false,
+            &mut rec,
+        );
         let (_, p) = rec.pdus[0];
         assert_eq!(p.kind, PduKind::Request(Cmd::ModbusReadHoldingRegisters));
         assert_eq!(p.unit, Some(0x11));
-        assert_eq!(p.range, Some(AddrRange { space: AddrSpace::HoldingRegisters, start: 0x6b, count: 3 }));
+        assert_eq!(
+            p.range,
+            Some(AddrRange {
+                space: AddrSpace::HoldingRegisters,
+                start: 0x6b,
+                count: 3
+            })
+        );
         assert!(rec.violations.is_empty());
     }
 
     #[test]
     fn exceptions_and_bad_pdus() {
         let mut rec = Recorder::default();
-        dissect(&hex("0001 0000 0003 01 83 02"), Side::Server, false, &mut rec);
-        assert_eq!(rec.pdus[0].1.kind, PduKind::Exception(Cmd::ModbusReadHoldingRegisters));
+        dissect(
+            &hex("0001 0000 0003 01 83 02"),
+            Side::Server,
+            false,
+            &mut rec,
+        );
+        assert_eq!(
+            rec.pdus[0].1.kind,
+            PduKind::Exception(Cmd::ModbusReadHoldingRegisters)
+        );
         // Quantity 0 is not allowed (spec 6.3).
-        dissect(&hex("0002 0000 0006 01 03 0000 0000"), Side::Client, false, &mut rec);
+        dissect(
+            &hex("0002 0000 0006 01 03 0000 0000"),
+            Side::Client,
+            false,
+            &mut rec,
+        );
         assert_eq!(rec.violations, vec![Violation::ModbusBadPdu]);
         // MBAP length disagreeing with the frame.
-        dissect(&hex("0003 0000 0009 01 03 0000 0001"), Side::Client, false, &mut rec);
+        dissect(
+            &hex("0003 0000 0009 01 03 0000 0001"),
+            Side::Client,
+            false,
+            &mut rec,
+        );
         assert!(rec.violations.contains(&Violation::ModbusBadLength));
         // An undefined function code is counted as such.
         dissect(&hex("0004 0000 0002 01 29"), Side::Client, false, &mut rec);
-        assert_eq!(rec.pdus.last().unwrap().1.kind, PduKind::Request(Cmd::ModbusUnknown));
+        assert_eq!(
+            rec.pdus.last().unwrap().1.kind,
+            PduKind::Request(Cmd::ModbusUnknown)
+        );
         assert!(rec.violations.contains(&Violation::ModbusUnknownFunction));
     }
 
@@ -467,14 +535,20 @@ mod tests {
             assert_eq!(probe(p, hint(true, true)), Probe::No, "{p:02x?}");
         }
         // A request of the wrong size for its function is not Modbus off port 502.
-        assert_eq!(probe(&hex("0001 0000 0007 01 03 0000 000a 00"), hint(false, true)), Probe::No);
+        assert_eq!(
+            probe(&hex("0001 0000 0007 01 03 0000 000a 00"), hint(false, true)),
+            Probe::No
+        );
     }
 
     #[test]
     fn random_bytes_are_not_modbus() {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};
-        let mut runner = TestRunner::new(Config { cases: 4000, ..Config::default() });
+        let mut runner = TestRunner::new(Config {
+            cases: 4000,
+            ..Config::default()
+        });
         let matches = std::cell::Cell::new(0u32);
         runner
             .run(&proptest::collection::vec(any::<u8>(), 8..300), |bytes| {

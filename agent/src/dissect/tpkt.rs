@@ -20,4 +20,13 @@ impl State {
     pub fn release(&mut self, _pool: &mut BufPool) {}
 }
 #[allow(clippy::too_many_arguments)]
-pub fn dissect(_msg: &[u8], _side: Side, _truncated: bool, _proto: Proto, _state: &mut State, _pool: &mut BufPool, _sink: &mut dyn PduSink) {}
+pub fn dissect(
+    _msg: &[u8],
+    _side: Side,
+    _truncated: bool,
+    _proto: Proto,
+    _state: &mut State,
+    _pool: &mut BufPool,
+    _sink: &mut dyn PduSink,
+) {
+}

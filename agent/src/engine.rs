@@ -1,0 +1,790 @@
+//! The packet path of one capture thread: decode → flow → classify → reassemble →
+//! dissect → counters and assets. Sans-IO: it is given packets with their timestamps and
+//! never reads a clock, so a capture file replays deterministically. Every table it owns
+//! is bounded and allocated at start; the steady state allocates nothing per packet
+//! (asset identities, learnt rarely, are the exception).
+
+use crate::asset::Assets;
+use crate::capture::{Packet, Ts};
+use crate::classify::{self, MAX_PROBES, Verdict};
+use crate::decode::{self, Addr, L3, L4, Mac};
+use crate::dissect::{
+    FrameLen, Identity, Pdu, PduKind, PduSink, Side, Violation, dnp3, iec104, modbus, tpkt,
+};
+use crate::flow::{Class, Flow, FlowKey, NO_SESSION, TcpState, first_sender_is_client};
+use crate::lru::LruMap;
+use crate::proto::Proto;
+use crate::stats::Counters;
+use crate::stream::{BufPool, DirStream, StreamSink, StreamStats};
+
+/// Sizes of an engine's tables.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    pub max_flows: usize,
+    pub idle_timeout_ns: u64,
+    pub max_assets: usize,
+    /// Concurrent ICS flows with reassembly and per-flow protocol state.
+    pub ics_sessions: usize,
+    /// Reassembly blocks shared by all sessions (TCP stream bytes).
+    pub stream_blocks: usize,
+    /// Blocks for protocol-level reassembly (DNP3 transport fragments).
+    pub app_blocks: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_flows: infrawatch_config::agent::DEFAULT_MAX_FLOWS as usize,
+            idle_timeout_ns: 120_000_000_000,
+            max_assets: 16_384,
+            ics_sessions: 16_384,
+            stream_blocks: 2_048,
+            app_blocks: 1_024,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The sizes an agent.toml asks for.
+    pub fn from_agent(c: &infrawatch_config::AgentConfig) -> EngineConfig {
+        EngineConfig {
+            max_flows: c.flows.max_flows as usize,
+            idle_timeout_ns: c.flows.idle_timeout.0.as_nanos().min(u128::from(u64::MAX)) as u64,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// Per-flow protocol state of an ICS flow.
+#[derive(Clone, Copy, Debug, Default)]
+enum App {
+    #[default]
+    None,
+    Modbus,
+    Dnp3(dnp3::State),
+    Iec104(iec104::State),
+    Tpkt(Proto, tpkt::State),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Session {
+    dirs: [DirStream; 2],
+    app: App,
+}
+
+/// A bounded table of ICS sessions, allocated once.
+#[derive(Debug)]
+struct Sessions {
+    slots: Vec<Session>,
+    free: Vec<u32>,
+}
+
+impl Sessions {
+    fn new(n: usize) -> Self {
+        Sessions {
+            slots: vec![Session::default(); n],
+            free: (0..n as u32).rev().collect(),
+        }
+    }
+    fn alloc(&mut self, app: App) -> Option<u32> {
+        let id = self.free.pop()?;
+        if let Some(s) = self.slots.get_mut(id as usize) {
+            *s = Session {
+                dirs: [DirStream::default(); 2],
+                app,
+            };
+        }
+        Some(id)
+    }
+    fn release(&mut self, id: u32, stream_pool: &mut BufPool, app_pool: &mut BufPool) {
+        if let Some(s) = self.slots.get_mut(id as usize) {
+            for d in &mut s.dirs {
+                d.reset(stream_pool);
+            }
+            match &mut s.app {
+                App::Dnp3(st) => st.release(app_pool),
+                App::Iec104(st) => st.release(app_pool),
+                App::Tpkt(_, st) => st.release(app_pool),
+                App::None | App::Modbus => {}
+            }
+            s.app = App::None;
+            self.free.push(id);
+        }
+    }
+}
+
+/// A finished flow, for the top-flows list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSummary {
+    pub key: FlowKey,
+    pub client_is_a: bool,
+    pub proto: Proto,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first: Ts,
+    pub last: Ts,
+}
+
+impl FlowSummary {
+    /// (client address, client port, server address, server port).
+    pub fn endpoints(&self) -> (Addr, u16, Addr, u16) {
+        let k = &self.key;
+        if self.client_is_a {
+            (k.a, k.a_port, k.b, k.b_port)
+        } else {
+            (k.b, k.b_port, k.a, k.a_port)
+        }
+    }
+}
+
+/// The largest flows by bytes, bounded.
+#[derive(Debug, Default)]
+struct TopFlows {
+    flows: Vec<FlowSummary>,
+}
+
+const TOP_FLOWS: usize = 10;
+
+impl TopFlows {
+    fn offer(&mut self, key: &FlowKey, f: &Flow) {
+        let bytes = f.total_bytes();
+        if self.flows.len() >= TOP_FLOWS && self.flows.last().is_some_and(|l| l.bytes >= bytes) {
+            return;
+        }
+        let s = FlowSummary {
+            key: *key,
+            client_is_a: f.client_is_a,
+            proto: f.proto,
+            packets: f.total_packets(),
+            bytes,
+            first: f.first,
+            last: f.last,
+        };
+        let pos = self.flows.partition_point(|x| x.bytes >= bytes);
+        self.flows.insert(pos, s);
+        self.flows.truncate(TOP_FLOWS);
+    }
+}
+
+/// First fragments remembered so later fragments count with their flow.
+#[derive(Clone, Copy, Debug, Default)]
+struct FragEntry {
+    src: Addr,
+    dst: Addr,
+    id: u32,
+    ip_proto: u8,
+    key: FlowKey,
+    from_a: bool,
+    used: bool,
+}
+
+const FRAG_SLOTS: usize = 1024;
+
+/// The packet path of one thread.
+#[derive(Debug)]
+pub struct Engine {
+    pub counters: Counters,
+    flows: LruMap<FlowKey, Flow>,
+    sessions: Sessions,
+    stream_pool: BufPool,
+    app_pool: BufPool,
+    pub assets: Assets,
+    frags: Vec<FragEntry>,
+    idle_ns: u64,
+    last_expiry_sec: u64,
+    top: TopFlows,
+    sstats: StreamStats,
+    /// Time of the newest packet seen.
+    pub now: Ts,
+}
+
+/// Where dissectors report, with the flow's context.
+struct Ctx<'a> {
+    c: &'a mut Counters,
+    assets: &'a mut Assets,
+    ts: Ts,
+    client: Addr,
+    server: Addr,
+    /// MACs of the packet being dissected: (sender, receiver).
+    macs: (Option<Mac>, Option<Mac>),
+    sender: Side,
+    noted: &'a mut u8,
+}
+
+impl Ctx<'_> {
+    fn side_ip(&self, side: Side) -> Addr {
+        match side {
+            Side::Client => self.client,
+            Side::Server => self.server,
+        }
+    }
+    fn side_mac(&self, side: Side) -> Option<Mac> {
+        if side == self.sender {
+            self.macs.0
+        } else {
+            self.macs.1
+        }
+    }
+}
+
+impl PduSink for Ctx<'_> {
+    fn pdu(&mut self, side: Side, pdu: &Pdu) {
+        self.c.proto(pdu.proto).pdus += 1;
+        match pdu.kind {
+            PduKind::Request(cmd) => Counters::bump(&mut self.c.commands, cmd.index(), 1),
+            PduKind::Response(cmd) => Counters::bump(&mut self.c.responses, cmd.index(), 1),
+            PduKind::Exception(_) => Counters::bump(&mut self.c.exceptions, pdu.proto.index(), 1),
+            PduKind::Message => {}
+        }
+        let answer = matches!(pdu.kind, PduKind::Response(_) | PduKind::Exception(_));
+        if answer && side == Side::Server && *self.noted & 4 == 0 {
+            *self.noted |= 4;
+            self.assets
+                .roles(self.server, self.client, pdu.proto, self.ts);
+        }
+    }
+    fn violation(&mut self, v: Violation) {
+        Counters::bump(&mut self.c.violations, v.index(), 1);
+    }
+    fn identity(&mut self, side: Side, id: &Identity<'_>) {
+        let ip = self.side_ip(side);
+        let mac = self.side_mac(side);
+        self.assets.identity(Some(ip), mac, id, self.ts);
+    }
+}
+
+/// Feeds reassembled messages of one direction to the flow's dissector.
+struct Dissect<'a, 'b> {
+    app: &'a mut App,
+    app_pool: &'a mut BufPool,
+    side: Side,
+    ctx: &'a mut Ctx<'b>,
+}
+
+impl StreamSink for Dissect<'_, '_> {
+    fn message(&mut self, msg: &[u8], truncated: bool) {
+        dissect_message(self.app, msg, self.side, truncated, self.app_pool, self.ctx);
+    }
+    fn violation(&mut self, v: Violation) {
+        self.ctx.violation(v);
+    }
+}
+
+fn dissect_message(
+    app: &mut App,
+    msg: &[u8],
+    side: Side,
+    truncated: bool,
+    app_pool: &mut BufPool,
+    ctx: &mut Ctx<'_>,
+) {
+    match app {
+        App::Modbus => modbus::dissect(msg, side, truncated, ctx),
+        App::Dnp3(st) => dnp3::dissect(msg, side, truncated, st, app_pool, ctx),
+        App::Iec104(st) => iec104::dissect(msg, side, truncated, st, app_pool, ctx),
+        App::Tpkt(proto, st) => tpkt::dissect(msg, side, truncated, *proto, st, app_pool, ctx),
+        App::None => {}
+    }
+}
+
+fn frame_fn(app: &App) -> fn(&[u8]) -> FrameLen {
+    match app {
+        App::Modbus => modbus::frame,
+        App::Dnp3(_) => dnp3::frame,
+        App::Iec104(_) => iec104::frame,
+        App::Tpkt(..) | App::None => tpkt::frame,
+    }
+}
+
+fn app_for(p: Proto) -> App {
+    match p {
+        Proto::Modbus => App::Modbus,
+        Proto::Dnp3 => App::Dnp3(dnp3::State::default()),
+        Proto::Iec104 => App::Iec104(iec104::State::default()),
+        Proto::S7comm | Proto::S7commplus | Proto::Mms => App::Tpkt(p, tpkt::State::default()),
+        _ => App::None,
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: &EngineConfig) -> Engine {
+        Engine {
+            counters: Counters::default(),
+            flows: LruMap::with_capacity(cfg.max_flows),
+            sessions: Sessions::new(cfg.ics_sessions),
+            stream_pool: BufPool::new(cfg.stream_blocks),
+            app_pool: BufPool::new(cfg.app_blocks),
+            assets: Assets::new(cfg.max_assets),
+            frags: vec![FragEntry::default(); FRAG_SLOTS],
+            idle_ns: cfg.idle_timeout_ns.max(1_000_000_000),
+            last_expiry_sec: 0,
+            top: TopFlows::default(),
+            sstats: StreamStats::default(),
+            now: Ts(0),
+        }
+    }
+
+    /// Processes one frame.
+    pub fn process(&mut self, pkt: &Packet<'_>) {
+        let ts = pkt.ts;
+        if ts > self.now {
+            self.now = ts;
+        }
+        if ts.secs() != self.last_expiry_sec {
+            self.last_expiry_sec = ts.secs();
+            self.expire(ts);
+        }
+        let wire = u64::from(pkt.orig_len.max(pkt.data.len() as u32));
+        self.counters.packets += 1;
+        self.counters.bytes += wire;
+        if (pkt.data.len() as u64) < wire {
+            self.counters.truncated_frames += 1;
+        }
+        let frame = decode::decode(pkt.link, pkt.data);
+        match frame.l3 {
+            L3::Malformed(layer) => {
+                Counters::bump(&mut self.counters.decode_errors, layer.index(), 1);
+                self.count(Proto::Malformed, wire, true);
+                if let Some(m) = frame.src_mac {
+                    self.assets.station(m, ts);
+                }
+            }
+            L3::Arp(arp) => {
+                self.count(Proto::Arp, wire, true);
+                if let Some(m) = frame.src_mac {
+                    self.assets.station(m, ts);
+                }
+                if let Some(a) = arp {
+                    // The sender's binding is evidence (RFC 826); probes (sender 0.0.0.0)
+                    // bind nothing.
+                    self.assets
+                        .bind(Addr::v4(a.sender_ip), a.sender_mac, false, ts);
+                }
+            }
+            L3::Link(proto, _ethertype, _payload) => {
+                self.count(proto, wire, true);
+                if let Some(m) = frame.src_mac {
+                    self.assets.station(m, ts);
+                }
+            }
+            L3::Ip(ip) => self.ip(ts, &frame, &ip, wire),
+        }
+    }
+
+    /// Counts a frame under a protocol (and as one of its messages for link protocols).
+    #[inline]
+    fn count(&mut self, p: Proto, wire: u64, pdu: bool) {
+        let c = self.counters.proto(p);
+        c.packets += 1;
+        c.bytes += wire;
+        if pdu {
+            c.pdus += 1;
+        }
+    }
+
+    fn ip(&mut self, ts: Ts, frame: &decode::Frame<'_>, ip: &decode::Ip<'_>, wire: u64) {
+        if ip.fragmented {
+            self.counters.ip_fragments += 1;
+        }
+        let (sport, dport, flags, seq, payload, fixed) = match ip.l4 {
+            L4::Tcp {
+                sport,
+                dport,
+                seq,
+                flags,
+                payload,
+            } => (sport, dport, Some(flags), seq, payload, None),
+            L4::Udp {
+                sport,
+                dport,
+                payload,
+            } => (sport, dport, None, 0, payload, None),
+            L4::Icmp { .. } => (0, 0, None, 0, &[][..], Some(Proto::Icmp)),
+            L4::Icmpv6 {
+                icmp_type, payload, ..
+            } => {
+                self.ndp(ts, ip, frame, icmp_type, payload);
+                (0, 0, None, 0, &[][..], Some(Proto::Icmpv6))
+            }
+            L4::Igmp => (0, 0, None, 0, &[][..], Some(Proto::Igmp)),
+            L4::Other(_) => (0, 0, None, 0, &[][..], Some(Proto::OtherIp)),
+            L4::Fragment => {
+                self.later_fragment(ts, ip, wire);
+                return;
+            }
+        };
+        let (key, from_a) = FlowKey::new(ip.src, sport, ip.dst, dport, ip.proto, frame.vlan);
+        let epoch = ts.secs() as u32;
+        let slot = match self.flows.find(&key) {
+            Some(s) => {
+                self.flows.touch(s, epoch);
+                s
+            }
+            None => {
+                let client_first = first_sender_is_client(flags, sport, dport);
+                let mut f = Flow {
+                    first: ts,
+                    last: ts,
+                    client_is_a: client_first == from_a,
+                    ..Flow::default()
+                };
+                if let Some(p) = fixed {
+                    f.proto = p;
+                    f.class = Class::Decided;
+                    self.counters.proto(p).flows += 1;
+                }
+                self.counters.flows_created += 1;
+                let (s, evicted) = self.flows.insert(key, f, epoch);
+                if let Some((k, old)) = evicted {
+                    self.counters.flow_evictions += 1;
+                    self.finalize(&k, old);
+                }
+                s
+            }
+        };
+        if ip.fragmented {
+            self.remember_fragment(ip, key, from_a);
+        }
+        let Self {
+            flows,
+            counters,
+            assets,
+            sessions,
+            stream_pool,
+            app_pool,
+            sstats,
+            ..
+        } = self;
+        let Some(flow) = flows.get_mut(slot) else {
+            return;
+        };
+        let di = usize::from(!from_a);
+        if let (Some(p), Some(b)) = (flow.packets.get_mut(di), flow.bytes.get_mut(di)) {
+            *p += 1;
+            *b += wire;
+        }
+        if ts > flow.last {
+            flow.last = ts;
+        }
+        if let Some(f) = flags {
+            flow.tcp_update(from_a, f);
+        }
+        let side = flow.side(from_a);
+        // Assets: each endpoint once per flow, when it first sends.
+        let bit = if from_a { 1 } else { 2 };
+        if flow.noted & bit == 0 {
+            flow.noted |= bit;
+            assets.endpoint(ip.src, frame.src_mac, Some(ip.ttl), ts);
+            if flow.noted & 3 == bit {
+                assets.endpoint(ip.dst, None, None, ts);
+            }
+        }
+        if flow.class == Class::Decided {
+            let c = counters.proto(flow.proto);
+            c.packets += 1;
+            c.bytes += wire;
+        }
+        if payload.is_empty() {
+            if flow.tcp == TcpState::Closed && flow.session != NO_SESSION {
+                sessions.release(flow.session, stream_pool, app_pool);
+                flow.session = NO_SESSION;
+            }
+            return;
+        }
+        let (cport, sport_srv) = if side == Side::Client {
+            (sport, dport)
+        } else {
+            (dport, sport)
+        };
+        if flow.class == Class::Pending {
+            let verdict = if flags.is_some() {
+                classify::tcp(payload, cport, sport_srv, side == Side::Client)
+            } else {
+                classify::udp(payload, sport, dport, side == Side::Client)
+            };
+            flow.probes = flow.probes.saturating_add(1);
+            let decided = match verdict {
+                Verdict::Match(p) => Some(p),
+                _ if flow.probes >= MAX_PROBES => Some(if flags.is_some() {
+                    Proto::OtherTcp
+                } else {
+                    Proto::OtherUdp
+                }),
+                _ => None,
+            };
+            let Some(p) = decided else {
+                return;
+            };
+            decide(counters, flow, p);
+            let app = app_for(p);
+            if !matches!(app, App::None) {
+                match sessions.alloc(app) {
+                    Some(id) => flow.session = id,
+                    None => counters.ics_sessions_exhausted += 1,
+                }
+            }
+        }
+        let proto = flow.proto;
+        if matches!(app_for(proto), App::None) {
+            // IT protocols: a payload-carrying packet is one message.
+            counters.proto(proto).pdus += 1;
+            if side == Side::Server
+                && flow.noted & 4 == 0
+                && !matches!(proto, Proto::OtherTcp | Proto::OtherUdp)
+            {
+                flow.noted |= 4;
+                let (client, server) = if side == Side::Client {
+                    (ip.src, ip.dst)
+                } else {
+                    (ip.dst, ip.src)
+                };
+                assets.roles(server, client, proto, ts);
+            }
+            return;
+        }
+        let (client, server) = if side == Side::Client {
+            (ip.src, ip.dst)
+        } else {
+            (ip.dst, ip.src)
+        };
+        let mut ctx = Ctx {
+            c: counters,
+            assets,
+            ts,
+            client,
+            server,
+            macs: (frame.src_mac, frame.dst_mac),
+            sender: side,
+            noted: &mut flow.noted,
+        };
+        match sessions.slots.get_mut(flow.session as usize) {
+            Some(session) => {
+                let Session { dirs, app } = session;
+                if flags.is_none() {
+                    // UDP (DNP3): datagrams are whole.
+                    if let App::Dnp3(st) = app {
+                        dnp3::dissect_datagram(payload, side, st, app_pool, &mut ctx);
+                    }
+                } else if let Some(d) = dirs.get_mut(side.index()) {
+                    if let Some(data) = d.accept(seq, payload, stream_pool, sstats) {
+                        let frame = frame_fn(app);
+                        let mut sink = Dissect {
+                            app,
+                            app_pool,
+                            side,
+                            ctx: &mut ctx,
+                        };
+                        d.feed(data, stream_pool, sstats, frame, &mut sink);
+                    }
+                }
+            }
+            None => {
+                // No session (table full): dissect whole messages of this segment alone.
+                let mut app = app_for(proto);
+                if flags.is_none() {
+                    if let App::Dnp3(st) = &mut app {
+                        dnp3::dissect_datagram(payload, side, st, app_pool, &mut ctx);
+                    }
+                } else {
+                    let frame = frame_fn(&app);
+                    let mut rest = payload;
+                    while let FrameLen::Len(n) = frame(rest) {
+                        let Some((msg, tail)) = rest.split_at_checked(n) else {
+                            break;
+                        };
+                        dissect_message(&mut app, msg, side, false, app_pool, &mut ctx);
+                        rest = tail;
+                    }
+                }
+                match &mut app {
+                    App::Dnp3(st) => st.release(app_pool),
+                    App::Iec104(st) => st.release(app_pool),
+                    App::Tpkt(_, st) => st.release(app_pool),
+                    _ => {}
+                }
+            }
+        }
+        if flow.tcp == TcpState::Closed && flow.session != NO_SESSION {
+            sessions.release(flow.session, stream_pool, app_pool);
+            flow.session = NO_SESSION;
+        }
+    }
+
+    /// ICMPv6 neighbour discovery carries IP↔MAC evidence (RFC 4861 4.3/4.4).
+    fn ndp(
+        &mut self,
+        ts: Ts,
+        ip: &decode::Ip<'_>,
+        frame: &decode::Frame<'_>,
+        icmp_type: u8,
+        body: &[u8],
+    ) {
+        // body = after the 8-byte ICMPv6 header: for NS/NA the 16-byte target, then options.
+        let (Some(src_mac), 135 | 136) = (frame.src_mac, icmp_type) else {
+            return;
+        };
+        if icmp_type == 136 {
+            if let Some(target) = body.get(..16).and_then(|t| <[u8; 16]>::try_from(t).ok()) {
+                // Target link-layer address option (type 2), else the frame's source.
+                let mac = ndp_option(body.get(16..).unwrap_or(&[]), 2).unwrap_or(src_mac);
+                self.assets.bind(Addr::v6(target), mac, false, ts);
+            }
+        } else if ip.src != Addr::v6([0; 16]) {
+            let mac = ndp_option(body.get(16..).unwrap_or(&[]), 1).unwrap_or(src_mac);
+            self.assets.bind(ip.src, mac, false, ts);
+        }
+    }
+
+    fn frag_slot(src: &Addr, dst: &Addr, id: u32, ip_proto: u8) -> usize {
+        let mut h: u64 = u64::from(id) ^ (u64::from(ip_proto) << 32);
+        for chunk in src.0.chunks(8).chain(dst.0.chunks(8)) {
+            let mut w = [0u8; 8];
+            w.iter_mut().zip(chunk).for_each(|(d, s)| *d = *s);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        (h >> 54) as usize % FRAG_SLOTS
+    }
+
+    fn remember_fragment(&mut self, ip: &decode::Ip<'_>, key: FlowKey, from_a: bool) {
+        let i = Self::frag_slot(&ip.src, &ip.dst, ip.frag_id, ip.proto);
+        if let Some(e) = self.frags.get_mut(i) {
+            *e = FragEntry {
+                src: ip.src,
+                dst: ip.dst,
+                id: ip.frag_id,
+                ip_proto: ip.proto,
+                key,
+                from_a,
+                used: true,
+            };
+        }
+    }
+
+    fn later_fragment(&mut self, ts: Ts, ip: &decode::Ip<'_>, wire: u64) {
+        let i = Self::frag_slot(&ip.src, &ip.dst, ip.frag_id, ip.proto);
+        let entry = self
+            .frags
+            .get(i)
+            .filter(|e| {
+                e.used
+                    && e.src == ip.src
+                    && e.dst == ip.dst
+                    && e.id == ip.frag_id
+                    && e.ip_proto == ip.proto
+            })
+            .copied();
+        let slot = entry.and_then(|e| self.flows.find(&e.key).map(|s| (s, e.from_a)));
+        match slot {
+            Some((s, from_a)) => {
+                self.flows.touch(s, ts.secs() as u32);
+                let Some(flow) = self.flows.get_mut(s) else {
+                    return;
+                };
+                let di = usize::from(!from_a);
+                if let (Some(p), Some(b)) = (flow.packets.get_mut(di), flow.bytes.get_mut(di)) {
+                    *p += 1;
+                    *b += wire;
+                }
+                if flow.class == Class::Decided {
+                    let proto = flow.proto;
+                    self.count(proto, wire, false);
+                }
+            }
+            None => {
+                self.counters.orphan_fragments += 1;
+                self.count(Proto::OtherIp, wire, false);
+            }
+        }
+    }
+
+    /// Expires flows idle for longer than the timeout at `now`.
+    pub fn expire(&mut self, now: Ts) {
+        let idle_secs = self.idle_ns / 1_000_000_000;
+        let now_secs = now.secs();
+        while let Some(s) = self.flows.oldest() {
+            let epoch = u64::from(self.flows.epoch(s).unwrap_or(0));
+            if epoch + idle_secs >= now_secs {
+                break;
+            }
+            // The epoch is coarse; check the exact last-seen time too.
+            let last = self.flows.get(s).map_or(Ts(0), |f| f.last);
+            if now.saturating_sub(last) < self.idle_ns && epoch + idle_secs + 1 >= now_secs {
+                break;
+            }
+            if let Some((k, f)) = self.flows.remove(s) {
+                self.counters.flows_expired += 1;
+                self.finalize(&k, f);
+            }
+        }
+    }
+
+    /// A flow leaves the table: settle its classification and free its session.
+    fn finalize(&mut self, key: &FlowKey, mut f: Flow) {
+        if f.class == Class::Pending {
+            let p = match key.ip_proto {
+                6 => Proto::OtherTcp,
+                17 => Proto::OtherUdp,
+                _ => Proto::OtherIp,
+            };
+            decide(&mut self.counters, &mut f, p);
+        }
+        if f.session != NO_SESSION {
+            self.sessions
+                .release(f.session, &mut self.stream_pool, &mut self.app_pool);
+        }
+        self.top.offer(key, &f);
+    }
+
+    /// Ends a run: every flow still in the table is settled (end of a replay).
+    pub fn finish(&mut self) {
+        while let Some(s) = self.flows.oldest() {
+            if let Some((k, f)) = self.flows.remove(s) {
+                self.finalize(&k, f);
+            } else {
+                break;
+            }
+        }
+        self.sync_gauges();
+    }
+
+    /// Copies gauges and side counters into `counters` (call before reading them).
+    pub fn sync_gauges(&mut self) {
+        let c = &mut self.counters;
+        c.flows_active = self.flows.len() as u64;
+        c.assets_active = self.assets.len() as u64;
+        c.asset_evictions = self.assets.evictions;
+        c.stream_gaps = self.sstats.gaps;
+        c.retransmitted_bytes = self.sstats.retransmitted_bytes;
+        c.reassembly_exhausted = self.sstats.out_of_buffers;
+    }
+
+    /// The largest finished flows by bytes.
+    pub fn top_flows(&self) -> &[FlowSummary] {
+        &self.top.flows
+    }
+}
+
+/// Settles a pending flow's protocol: its packets so far are counted under it.
+fn decide(c: &mut Counters, f: &mut Flow, p: Proto) {
+    f.proto = p;
+    f.class = Class::Decided;
+    let pc = c.proto(p);
+    pc.packets += f.total_packets();
+    pc.bytes += f.total_bytes();
+    pc.flows += 1;
+}
+
+/// The MAC in an NDP option of `kind` (1 source, 2 target link-layer address).
+fn ndp_option(mut opts: &[u8], kind: u8) -> Option<Mac> {
+    while let (Some(&t), Some(&len8)) = (opts.first(), opts.get(1)) {
+        let len = usize::from(len8) * 8;
+        if len == 0 {
+            return None;
+        }
+        if t == kind && len >= 8 {
+            return opts.get(2..8).and_then(|m| m.try_into().ok());
+        }
+        opts = opts.get(len..)?;
+    }
+    None
+}

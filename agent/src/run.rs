@@ -1,0 +1,409 @@
+//! `infrawatch-agent run`: the daemon. One plain thread per packet source (each live
+//! interface, or the replayed `[capture] pcap` files) runs its own [`Engine`]; counters
+//! are published to a shared registry once a second (never per packet). The main
+//! thread runs a small tokio runtime for signals (SIGTERM/SIGINT stop, SIGHUP reloads)
+//! and periodic summaries. On stop, live sources drain what the kernel already queued
+//! before the threads end, so nothing captured is left uncounted.
+
+use crate::capture::pcap::PcapFile;
+use crate::capture::{CaptureError, Next, PacketSource, Ts};
+use crate::engine::{Engine, EngineConfig};
+use crate::proto::Proto;
+use crate::stats::Counters;
+use crate::summary::Summary;
+use anyhow::{Context as _, bail};
+use infrawatch_config::agent::{AtEnd, Pace};
+use infrawatch_config::{AgentConfig, RealEnvironment, load_agent_file};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often threads publish counters.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How often the agent logs a summary.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// State one capture thread shares with the rest of the agent.
+#[derive(Debug)]
+pub struct SourceShared {
+    /// `eth1`, or `pcap` for replayed files.
+    pub interface: String,
+    /// Bumped on every loop iteration (packet or idle wait): proves the loop runs.
+    pub heartbeat: AtomicU64,
+    /// Time of the last packet, ns since the epoch (0: none yet).
+    pub last_packet_ns: AtomicU64,
+    /// 1 up, 0 down, 2 unknown.
+    pub up: AtomicU8,
+    /// Kernel drops (PACKET_STATISTICS), cumulative.
+    pub kernel_drops: AtomicU64,
+    /// The thread's latest counters.
+    pub counters: Mutex<Counters>,
+    /// The source is exhausted (files) or failed for good.
+    pub finished: AtomicBool,
+}
+
+impl SourceShared {
+    fn new(interface: &str) -> Self {
+        SourceShared {
+            interface: interface.to_string(),
+            heartbeat: AtomicU64::new(0),
+            last_packet_ns: AtomicU64::new(0),
+            up: AtomicU8::new(2),
+            kernel_drops: AtomicU64::new(0),
+            counters: Mutex::new(Counters::default()),
+            finished: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Wall-clock time as a packet timestamp (for live capture and idle expiry).
+pub fn wall_now() -> Ts {
+    Ts(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64))
+}
+
+/// Compiles `[capture] exclude` expressions into the kernel filter; errors say which.
+pub fn compile_excludes(exprs: &[String]) -> Result<(), String> {
+    for e in exprs {
+        infrawatch_config::filter::parse(e).map_err(|err| format!("`{e}`: {}", err.message))?;
+    }
+    Ok(())
+}
+
+/// The replayed files, opened one at a time as the capture thread reaches them.
+fn file_sources(
+    files: Vec<PathBuf>,
+    pace: Pace,
+    stop: Arc<AtomicBool>,
+) -> Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send> {
+    let origin = Arc::new(Mutex::new(None));
+    Box::new(
+        files
+            .into_iter()
+            .filter_map(move |path| match PcapFile::open(&path) {
+                Ok(f) => {
+                    tracing::info!(file = %path.display(), "replaying capture file");
+                    let source: Box<dyn PacketSource + Send> = match pace {
+                        Pace::Max => Box::new(f),
+                        Pace::Recorded => Box::new(Paced {
+                            inner: f,
+                            origin: Arc::clone(&origin),
+                            stop: Arc::clone(&stop),
+                        }),
+                    };
+                    Some(source)
+                }
+                Err(e) => {
+                    tracing::error!("{e}; skipping it");
+                    None
+                }
+            }),
+    )
+}
+
+/// Replays packets at the pace their timestamps say (a decorator over any source).
+struct Paced<S> {
+    inner: S,
+    /// Wall time and packet time of the first packet, shared by consecutive files.
+    origin: Arc<Mutex<Option<(Instant, Ts)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<S: PacketSource> PacketSource for Paced<S> {
+    fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+        let stop = Arc::clone(&self.stop);
+        let origin = Arc::clone(&self.origin);
+        match self.inner.next()? {
+            Next::Packet(p) => {
+                let (wall0, ts0) = match origin.lock() {
+                    Ok(mut o) => *o.get_or_insert((Instant::now(), p.ts)),
+                    Err(_) => (Instant::now(), p.ts),
+                };
+                let due = wall0 + Duration::from_nanos(p.ts.saturating_sub(ts0));
+                loop {
+                    let now = Instant::now();
+                    if now >= due || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                }
+                Ok(Next::Packet(p))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn interface(&self) -> &str {
+        self.inner.interface()
+    }
+}
+
+/// The loop of one capture thread. Returns its engine for the final summary.
+fn capture_loop(
+    sources: Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send>,
+    cfg: EngineConfig,
+    shared: Arc<SourceShared>,
+    stop: Arc<AtomicBool>,
+    live: bool,
+) -> Engine {
+    let mut engine = Engine::new(&cfg);
+    let mut last_publish = Instant::now();
+    let mut n: u64 = 0;
+    let publish = |engine: &mut Engine, shared: &SourceShared| {
+        engine.sync_gauges();
+        if let Ok(mut c) = shared.counters.lock() {
+            c.clone_from(&engine.counters);
+        }
+    };
+    'sources: for mut source in sources {
+        loop {
+            shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+            let stopping = stop.load(Ordering::Relaxed);
+            if stopping && !live {
+                break 'sources;
+            }
+            match source.next() {
+                Ok(Next::Packet(p)) => {
+                    engine.process(&p);
+                    shared.last_packet_ns.store(p.ts.0, Ordering::Relaxed);
+                    n += 1;
+                    if n & 1023 == 0 && last_publish.elapsed() >= PUBLISH_EVERY {
+                        last_publish = Instant::now();
+                        publish(&mut engine, &shared);
+                    }
+                }
+                Ok(Next::Idle) => {
+                    if stopping {
+                        // Drained: the kernel queue is empty.
+                        break 'sources;
+                    }
+                    engine.expire(wall_now());
+                    if last_publish.elapsed() >= PUBLISH_EVERY {
+                        last_publish = Instant::now();
+                        publish(&mut engine, &shared);
+                    }
+                }
+                Ok(Next::End) => break,
+                Err(e) => {
+                    tracing::error!(interface = %shared.interface, "{e}");
+                    if live {
+                        shared.up.store(0, Ordering::Relaxed);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    publish(&mut engine, &shared);
+    shared.finished.store(true, Ordering::Relaxed);
+    engine
+}
+
+fn agent_id(cfg: &AgentConfig) -> String {
+    cfg.agent.id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "infrawatch-agent".into())
+    })
+}
+
+fn log_summary(sources: &[Arc<SourceShared>]) {
+    let mut total = Counters::default();
+    for s in sources {
+        if let Ok(c) = s.counters.lock() {
+            total.merge(&c);
+        }
+    }
+    let mut protos: Vec<(Proto, u64)> = Proto::ALL
+        .iter()
+        .map(|p| (*p, total.proto_ref(*p).packets))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    protos.sort_by(|a, b| b.1.cmp(&a.1));
+    let top: Vec<String> = protos
+        .iter()
+        .take(8)
+        .map(|(p, n)| format!("{}={n}", p.name()))
+        .collect();
+    let commands: u64 = total.commands.iter().sum();
+    let drops: u64 = sources
+        .iter()
+        .map(|s| s.kernel_drops.load(Ordering::Relaxed))
+        .sum();
+    tracing::info!(
+        packets = total.packets,
+        bytes = total.bytes,
+        flows_active = total.flows_active,
+        assets = total.assets_active,
+        ics_commands = commands,
+        kernel_drops = drops,
+        "summary: {}",
+        top.join(" ")
+    );
+}
+
+/// Runs the agent until SIGTERM/SIGINT (or the end of replayed files with
+/// `at_end = "exit"`).
+pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()> {
+    let loaded = load_agent_file(config_path, &RealEnvironment);
+    let rendered = loaded.render();
+    if !rendered.is_empty() {
+        eprint!("{rendered}");
+    }
+    let Some(cfg) = loaded.config else {
+        bail!(
+            "{}: invalid configuration ({} errors)",
+            config_path.display(),
+            loaded.error_count()
+        );
+    };
+    let id = agent_id(&cfg);
+    std::fs::create_dir_all(&cfg.agent.state_dir).with_context(|| {
+        format!(
+            "creating the state directory {}",
+            cfg.agent.state_dir.display()
+        )
+    })?;
+    if let Some(p) = &cfg.agent.policy {
+        tracing::warn!(policy = %p.display(), "policy files are not interpreted by this version yet; running without a policy");
+    }
+    if cfg.report.is_some() {
+        tracing::warn!(
+            "reporting to a collector is not available in this version yet; counters are only logged"
+        );
+    }
+    let engine_cfg = EngineConfig::from_agent(&cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut shared = Vec::new();
+    let mut threads = Vec::new();
+    let live = !cfg.capture.interfaces.is_empty();
+    if live {
+        for iface in &cfg.capture.interfaces {
+            let source =
+                open_live(iface, &cfg).with_context(|| format!("opening interface {iface}"))?;
+            let source: Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send> =
+                Box::new(std::iter::once(source));
+            let s = Arc::new(SourceShared::new(iface));
+            s.up.store(1, Ordering::Relaxed);
+            shared.push(Arc::clone(&s));
+            let stop = Arc::clone(&stop);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("capture-{iface}"))
+                    .spawn(move || capture_loop(source, engine_cfg, s, stop, true))?,
+            );
+        }
+    } else {
+        let source = file_sources(
+            cfg.capture.pcap.clone(),
+            cfg.capture.pace,
+            Arc::clone(&stop),
+        );
+        let s = Arc::new(SourceShared::new("pcap"));
+        shared.push(Arc::clone(&s));
+        let stop2 = Arc::clone(&stop);
+        threads.push(
+            std::thread::Builder::new()
+                .name("capture-pcap".into())
+                .spawn(move || capture_loop(source, engine_cfg, s, stop2, false))?,
+        );
+    }
+    tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    let at_end = cfg.capture.at_end;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_summary = Instant::now();
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => {
+                    let l = load_agent_file(config_path, &RealEnvironment);
+                    if l.error_count() > 0 {
+                        tracing::error!("reload refused, keeping the running configuration:\n{}", l.render());
+                    } else if l.config.as_ref().map(|c| &c.capture) != Some(&cfg.capture) {
+                        tracing::warn!("reload: [capture] changed; that needs a restart, keeping the running capture");
+                    } else {
+                        tracing::info!("reload: configuration valid, nothing to apply");
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_summary.elapsed() >= SUMMARY_EVERY {
+                        last_summary = Instant::now();
+                        log_summary(&shared);
+                    }
+                    let all_done = shared.iter().all(|s| s.finished.load(Ordering::Relaxed));
+                    if all_done && (live || at_end == AtEnd::Exit) {
+                        if !live {
+                            tracing::info!("replayed files ended: exiting");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .context("waiting for signals")?;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut engines = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(e) => engines.push(e),
+            Err(_) => tracing::error!("a capture thread panicked"),
+        }
+    }
+    log_summary(&shared);
+    if let Some(path) = summary_json {
+        let mut total = Counters::default();
+        let mut top = Vec::new();
+        for e in &mut engines {
+            e.finish();
+            total.merge(&e.counters);
+            top.extend_from_slice(e.top_flows());
+        }
+        top.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        top.truncate(10);
+        let assets = match engines.first() {
+            Some(e) => &e.assets,
+            None => bail!("no capture thread finished"),
+        };
+        let summary = Summary::build(
+            &total,
+            cfg.capture.pcap.len(),
+            &top,
+            assets,
+            Vec::new(),
+            0.0,
+        );
+        let text = serde_json::to_string(&summary)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens a live interface as a packet source.
+fn open_live(
+    iface: &str,
+    _cfg: &AgentConfig,
+) -> Result<Box<dyn PacketSource + Send>, CaptureError> {
+    Err(CaptureError::Interface {
+        iface: iface.to_string(),
+        detail: "live capture is not built in this version yet".into(),
+    })
+}
