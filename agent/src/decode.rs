@@ -410,14 +410,9 @@ fn ip(ethertype: u16, data: &[u8]) -> L3<'_> {
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            let mut nonzero = false;
-            let mut id = 0;
-            for ext in v6.extensions().clone().into_iter() {
-                if let etherparse::Ipv6ExtensionSlice::Fragment(fr) = ext {
-                    nonzero = fr.fragment_offset().value() != 0;
-                    id = fr.identification();
-                }
-            }
+            // Read the fragment header ourselves: etherparse 0.21's extension iterator
+            // reads past the end of a truncated header chain (found by our fuzzer).
+            let (nonzero, id) = ipv6_fragment(data).unwrap_or((false, 0));
             (
                 Addr::v6(h.source()),
                 Addr::v6(h.destination()),
@@ -484,6 +479,34 @@ fn ip(ethertype: u16, data: &[u8]) -> L3<'_> {
         None => first_fragment_transport(proto, payload.payload).unwrap_or(L4::Other(proto)),
     };
     L3::Ip(out)
+}
+
+/// The fragment header of an IPv6 packet, if any: (offset is non-zero, identification).
+/// Walks the extension header chain (RFC 8200 section 4) with bounds checks.
+fn ipv6_fragment(packet: &[u8]) -> Option<(bool, u32)> {
+    let mut next = *packet.get(6)?;
+    let mut at = 40usize;
+    for _ in 0..8 {
+        match next {
+            // Hop-by-hop, routing, destination options: length in 8-octet units after 8.
+            0 | 43 | 60 => {
+                next = *packet.get(at)?;
+                at = at.checked_add((usize::from(*packet.get(at + 1)?) + 1) * 8)?;
+            }
+            // Authentication header: length in 4-octet units, minus 2.
+            51 => {
+                next = *packet.get(at)?;
+                at = at.checked_add((usize::from(*packet.get(at + 1)?) + 2) * 4)?;
+            }
+            44 => {
+                let off = be16(packet, at + 2)? >> 3;
+                let id = u32::from_be_bytes(packet.get(at + 4..at + 8)?.try_into().ok()?);
+                return Some((off != 0, id));
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// etherparse leaves the transport of a fragmented datagram undecoded; the first
@@ -637,6 +660,18 @@ mod tests {
             decode(LinkType::RawIp, &hex(IPV4_TCP_502)).l3,
             L3::Ip(_)
         ));
+    }
+
+    #[test]
+    fn ipv6_truncated_extension_chain_does_not_read_past_the_end() {
+        // Regression (found by fuzz/packet_path): a hop-by-hop header claiming 2 KiB.
+        let pkt = hex("6000 0000 0010 00 40  20010002000000000000000000000001 20010002000000000000000000000002 11ff 0000 0000 0000 0000");
+        let _ = decode(LinkType::RawIp, &pkt);
+        // A fragment header, second fragment.
+        let frag = hex("6000 0000 0010 2c 40  20010002000000000000000000000001 20010002000000000000000000000002 1100 0008 0000 002a 0000000000000000");
+        assert_eq!(ipv6_fragment(&frag), Some((true, 42)));
+        let f = decode(LinkType::RawIp, &frag);
+        assert!(matches!(f.l3, L3::Ip(Ip { l4: L4::Fragment, frag_id: 42, .. })), "{:?}", f.l3);
     }
 
     #[test]

@@ -25,3 +25,4 @@ pub mod run;
 pub mod stats;
 pub mod stream;
 pub mod summary;
+pub mod fuzzing;

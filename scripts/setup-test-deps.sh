@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the tests, fuzz smoke runs and the benchmark smoke run need, idempotently:
+# Debian packages (apt) and cargo-fuzz. Safe to run again; does nothing when all is there.
+# Needs root for apt (CI runs as root); as another user it uses sudo when available.
+set -euo pipefail
+
+APT_PACKAGES=(
+  iproute2        # ip netns / veth for the live-capture tests
+  iputils-ping    # ICMP between test namespaces
+  tcpdump         # reference captures and the live benchmark
+  tshark          # reference dissectors (truth, benchmarks)
+  libndpi-bin     # ndpiReader, the peer of the benchmarks
+  softflowd       # peer of the benchmarks
+  tcpreplay       # live benchmark
+  python3-scapy   # benchmark capture generators (../shared/bench)
+  time            # /usr/bin/time -v for peak RSS in benchmarks
+  valgrind        # instruction counts of the benchmarks
+  ieee-data       # OUI registry (tools/gen_oui.py)
+)
+
+need=()
+for p in "${APT_PACKAGES[@]%%#*}"; do
+  p=${p// /}
+  [ -z "$p" ] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO="sudo"; else
+      echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
+  fi
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture: answer no, without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO -E apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --locked cargo-fuzz --version 0.13.2 >/dev/null
+fi
+echo "setup: test dependencies present"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test gate: installs what the tests need, then formatting, lints, every test, the
+# fuzz targets (built and run briefly) and a benchmark smoke run. `.ci/run` runs exactly
+# this. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-test-deps.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --workspace
+
+step "fuzz targets: build, then ${FUZZ_SECONDS:-5} s each"
+scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
+
+step "benchmark smoke run"
+bench/compare.sh --smoke
+
+step "all checks passed"
