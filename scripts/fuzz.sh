@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-5}
 cargo fuzz build -s none >/dev/null
 scripts_dir=$(cd .. && pwd)/scripts
-python3 "$scripts_dir/fuzz_seeds.py" corpus >/dev/null 2>&1 || echo "fuzz: no seeds from ../shared/pcaps (continuing with empty corpora)"
+PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3; "$PY" "$scripts_dir/fuzz_seeds.py" corpus >/dev/null 2>&1 || echo "fuzz: no seeds from ../shared/pcaps (continuing with empty corpora)"
 for t in $(cargo fuzz list); do
   mkdir -p "corpus/$t"
   echo "fuzz: $t (${secs}s)"
