@@ -665,13 +665,28 @@ mod tests {
     #[test]
     fn ipv6_truncated_extension_chain_does_not_read_past_the_end() {
         // Regression (found by fuzz/packet_path): a hop-by-hop header claiming 2 KiB.
-        let pkt = hex("6000 0000 0010 00 40  20010002000000000000000000000001 20010002000000000000000000000002 11ff 0000 0000 0000 0000");
+        let pkt = hex(
+            "6000 0000 0010 00 40  20010002000000000000000000000001 20010002000000000000000000000002 11ff 0000 0000 0000 0000",
+        );
         let _ = decode(LinkType::RawIp, &pkt);
         // A fragment header, second fragment.
-        let frag = hex("6000 0000 0010 2c 40  20010002000000000000000000000001 20010002000000000000000000000002 1100 0008 0000 002a 0000000000000000");
+        let frag = hex(
+            "6000 0000 0010 2c 40  20010002000000000000000000000001 20010002000000000000000000000002 1100 0008 0000 002a 0000000000000000",
+        );
         assert_eq!(ipv6_fragment(&frag), Some((true, 42)));
         let f = decode(LinkType::RawIp, &frag);
-        assert!(matches!(f.l3, L3::Ip(Ip { l4: L4::Fragment, frag_id: 42, .. })), "{:?}", f.l3);
+        assert!(
+            matches!(
+                f.l3,
+                L3::Ip(Ip {
+                    l4: L4::Fragment,
+                    frag_id: 42,
+                    ..
+                })
+            ),
+            "{:?}",
+            f.l3
+        );
     }
 
     #[test]

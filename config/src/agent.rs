@@ -227,6 +227,22 @@ pub fn load_agent(path: &str, text: &str, env: &dyn Environment) -> Loaded<Agent
         None => Some(None),
         Some(v) => doc.value::<ReportSection>(&v, "[report]").map(Some),
     };
+    // Each section that parsed is checked, so every error shows at once.
+    if let Some(a) = &agent {
+        validate_agent(a, &mut doc, env);
+    }
+    if let Some(c) = &capture {
+        validate_capture(c, &mut doc, env);
+    }
+    if let Some(f) = &flows {
+        validate_flows(f, &mut doc);
+    }
+    if let Some(e) = &events {
+        validate_events(e, &mut doc);
+    }
+    if let Some(Some(r)) = &report {
+        validate_report(r, &mut doc, env);
+    }
     let config = match (agent, capture, flows, events, report) {
         (Some(agent), Some(capture), Some(flows), Some(events), Some(report)) => {
             Some(AgentConfig {
@@ -239,9 +255,6 @@ pub fn load_agent(path: &str, text: &str, env: &dyn Environment) -> Loaded<Agent
         }
         _ => None,
     };
-    if let Some(c) = &config {
-        validate(c, &mut doc, env);
-    }
     let ok = !doc.has_errors();
     Loaded {
         config: config.filter(|_| ok),
@@ -271,8 +284,8 @@ pub fn valid_agent_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
-    if let Some(id) = &c.agent.id {
+fn validate_agent(a: &AgentSection, doc: &mut Doc<'_>, env: &dyn Environment) {
+    if let Some(id) = &a.id {
         if !valid_agent_id(id) {
             let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("id")]);
             doc.push(
@@ -281,7 +294,7 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
             );
         }
     }
-    if let Some(policy) = &c.agent.policy {
+    if let Some(policy) = &a.policy {
         if let Err(e) = env.readable(policy) {
             let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("policy")]);
             doc.push(
@@ -293,8 +306,9 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
             );
         }
     }
+}
 
-    let cap = &c.capture;
+fn validate_capture(cap: &CaptureSection, doc: &mut Doc<'_>, env: &dyn Environment) {
     match (cap.interfaces.is_empty(), cap.pcap.is_empty()) {
         (true, true) => {
             let span = doc.span_of(&[Seg::Key("capture")]);
@@ -375,39 +389,36 @@ fn validate(c: &AgentConfig, doc: &mut Doc<'_>, env: &dyn Environment) {
                 .with_help("32MiB, the default, drops nothing on a busy gigabit link"),
         );
     }
+}
 
-    if c.flows.max_flows < 1024 || c.flows.max_flows > 16 << 20 {
+fn validate_flows(f: &FlowsSection, doc: &mut Doc<'_>) {
+    if f.max_flows < 1024 || f.max_flows > 16 << 20 {
         let span = doc.span_of(&[Seg::Key("flows"), Seg::Key("max_flows")]);
         doc.push(
-            Diagnostic::error(
-                span,
-                format!("max_flows = {} is out of range", c.flows.max_flows),
-            )
-            .with_help("use 1024 to 16777216; each flow takes about 200 bytes"),
+            Diagnostic::error(span, format!("max_flows = {} is out of range", f.max_flows))
+                .with_help("use 1024 to 16777216; each flow takes about 200 bytes"),
         );
     }
-    if c.flows.idle_timeout.0.as_secs() < 1 {
+    if f.idle_timeout.0.as_secs() < 1 {
         let span = doc.span_of(&[Seg::Key("flows"), Seg::Key("idle_timeout")]);
         doc.push(Diagnostic::error(span, "idle_timeout must be at least 1s"));
     }
+}
 
-    if c.events.max_bytes.0 < (1 << 20) {
+fn validate_events(e: &EventsSection, doc: &mut Doc<'_>) {
+    if e.max_bytes.0 < (1 << 20) {
         let span = doc.span_of(&[Seg::Key("events"), Seg::Key("max_bytes")]);
         doc.push(Diagnostic::error(
             span,
             "events max_bytes must be at least 1MiB",
         ));
     }
-    if c.events.retention.0.as_secs() < 3600 {
+    if e.retention.0.as_secs() < 3600 {
         let span = doc.span_of(&[Seg::Key("events"), Seg::Key("retention")]);
         doc.push(Diagnostic::error(
             span,
             "events retention must be at least 1h",
         ));
-    }
-
-    if let Some(r) = &c.report {
-        validate_report(r, doc, env);
     }
 }
 
