@@ -215,10 +215,10 @@ impl Assets {
                 s
             }
         };
-        if let Some(a) = self.map.get_mut(slot) {
-            if ts > a.last {
-                a.last = ts;
-            }
+        if let Some(a) = self.map.get_mut(slot)
+            && ts > a.last
+        {
+            a.last = ts;
         }
         Some(slot)
     }
@@ -250,19 +250,17 @@ impl Assets {
             let old = self.bindings.get(s).copied().unwrap_or_default();
             self.bindings.touch(s, epoch);
             if old.mac == mac || (inferred && !old.inferred) {
-                if !inferred {
-                    if let Some(b) = self.bindings.get_mut(s) {
-                        b.inferred = false;
-                    }
+                if !inferred && let Some(b) = self.bindings.get_mut(s) {
+                    b.inferred = false;
                 }
                 self.upsert(AssetKey::Mac(mac), ts);
                 return;
             }
             // The IP moved to another MAC: the old device no longer holds it.
-            if let Some(slot) = self.map.find(&AssetKey::Mac(old.mac)) {
-                if let Some(a) = self.map.get_mut(slot) {
-                    a.remove_ip(ip);
-                }
+            if let Some(slot) = self.map.find(&AssetKey::Mac(old.mac))
+                && let Some(a) = self.map.get_mut(slot)
+            {
+                a.remove_ip(ip);
             }
         }
         let Some(mslot) = self.upsert(AssetKey::Mac(mac), ts) else {
@@ -315,16 +313,17 @@ impl Assets {
     /// An IP endpoint of a new flow, sending with `mac` (if known) and `ttl`, or
     /// receiving (`ttl = None`).
     pub fn endpoint(&mut self, ip: Addr, mac: Option<Mac>, ttl: Option<u8>, ts: Ts) {
-        if let (Some(mac), Some(ttl)) = (mac, ttl) {
-            if ttl_initial(ttl) && unicast(&mac) {
-                self.bind(ip, mac, true, ts);
-            }
+        if let (Some(mac), Some(ttl)) = (mac, ttl)
+            && ttl_initial(ttl)
+            && unicast(&mac)
+        {
+            self.bind(ip, mac, true, ts);
         }
         let key = self.key_of(ip);
-        if let AssetKey::Ip(addr) = key {
-            if !is_unicast_ip(addr) {
-                return;
-            }
+        if let AssetKey::Ip(addr) = key
+            && !is_unicast_ip(addr)
+        {
+            return;
         }
         self.upsert(key, ts);
     }
@@ -332,16 +331,16 @@ impl Assets {
     /// Records that `server` answered `proto` for `client`.
     pub fn roles(&mut self, server: Addr, client: Addr, proto: Proto, ts: Ts) {
         let s = self.key_of(server);
-        if let Some(slot) = self.upsert(s, ts) {
-            if let Some(a) = self.map.get_mut(slot) {
-                a.served |= bit(proto);
-            }
+        if let Some(slot) = self.upsert(s, ts)
+            && let Some(a) = self.map.get_mut(slot)
+        {
+            a.served |= bit(proto);
         }
         let c = self.key_of(client);
-        if let Some(slot) = self.upsert(c, ts) {
-            if let Some(a) = self.map.get_mut(slot) {
-                a.used |= bit(proto);
-            }
+        if let Some(slot) = self.upsert(c, ts)
+            && let Some(a) = self.map.get_mut(slot)
+        {
+            a.used |= bit(proto);
         }
     }
 
@@ -366,10 +365,10 @@ impl Assets {
             (&mut ident.serial, id.serial),
             (&mut ident.name, id.name),
         ] {
-            if let Some(v) = clean(src) {
-                if dst.as_deref() != Some(v.as_str()) {
-                    *dst = Some(v);
-                }
+            if let Some(v) = clean(src)
+                && dst.as_deref() != Some(v.as_str())
+            {
+                *dst = Some(v);
             }
         }
     }

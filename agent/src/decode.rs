@@ -281,10 +281,9 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
         LinkType::Ipv4 => f.l3 = ip(ETH_IPV4, data),
         LinkType::Ipv6 => f.l3 = ip(ETH_IPV6, data),
         LinkType::Null | LinkType::Loop => {
-            let Some(fam) = data.get(..4) else {
+            let Some(fam) = data.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
                 return f;
             };
-            let fam = [fam[0], fam[1], fam[2], fam[3]];
             let family = if link == LinkType::Loop {
                 u32::from_be_bytes(fam)
             } else {

@@ -299,8 +299,8 @@ fn frame_fn(app: &App) -> fn(&[u8]) -> FrameLen {
 fn app_for(p: Proto) -> App {
     match p {
         Proto::Modbus => App::Modbus,
-        Proto::Dnp3 => App::Dnp3(dnp3::State::default()),
-        Proto::Iec104 => App::Iec104(iec104::State::default()),
+        Proto::Dnp3 => App::Dnp3(dnp3::State),
+        Proto::Iec104 => App::Iec104(iec104::State),
         Proto::S7comm | Proto::S7commplus | Proto::Mms => App::Tpkt(p, tpkt::State::default()),
         _ => App::None,
     }
@@ -565,17 +565,17 @@ impl Engine {
                     if let App::Dnp3(st) = app {
                         dnp3::dissect_datagram(payload, side, st, app_pool, &mut ctx);
                     }
-                } else if let Some(d) = dirs.get_mut(side.index()) {
-                    if let Some(data) = d.accept(seq, payload, stream_pool, sstats) {
-                        let frame = frame_fn(app);
-                        let mut sink = Dissect {
-                            app,
-                            app_pool,
-                            side,
-                            ctx: &mut ctx,
-                        };
-                        d.feed(data, stream_pool, sstats, frame, &mut sink);
-                    }
+                } else if let Some(d) = dirs.get_mut(side.index())
+                    && let Some(data) = d.accept(seq, payload, stream_pool, sstats)
+                {
+                    let frame = frame_fn(app);
+                    let mut sink = Dissect {
+                        app,
+                        app_pool,
+                        side,
+                        ctx: &mut ctx,
+                    };
+                    d.feed(data, stream_pool, sstats, frame, &mut sink);
                 }
             }
             None => {

@@ -204,11 +204,7 @@ pub fn first_sender_is_client(tcp_flags: Option<u8>, sport: u16, dport: u16) -> 
         (false, true) => true,
         _ => {
             // Both or neither well known: the lower port is usually the service.
-            if sport < 1024 && dport >= 1024 {
-                false
-            } else {
-                true
-            }
+            !(sport < 1024 && dport >= 1024)
         }
     }
 }

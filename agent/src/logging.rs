@@ -10,14 +10,14 @@ use tracing_subscriber::prelude::*;
 pub fn init(default_level: &str) {
     let filter =
         EnvFilter::try_from_env("INFRAWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(journald) = tracing_journald::layer() {
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(journald.with_syslog_identifier("infrawatch-agent".into()))
-                .try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_syslog_identifier("infrawatch-agent".into()))
+            .try_init();
+        return;
     }
     let _ = tracing_subscriber::registry()
         .with(filter)

@@ -67,7 +67,7 @@ pub(crate) const VENDORS: &[&str] = &[
     "Yokogawa",
 ];
 
-pub(crate) const OUI: [(u32, u8); 5619] = [
+pub(crate) static OUI: [(u32, u8); 5619] = [
     (0x000000, 61),
     (0x000001, 61),
     (0x000002, 61),

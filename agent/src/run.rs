@@ -223,7 +223,7 @@ fn log_summary(sources: &[Arc<SourceShared>]) {
         .map(|p| (*p, total.proto_ref(*p).packets))
         .filter(|(_, n)| *n > 0)
         .collect();
-    protos.sort_by(|a, b| b.1.cmp(&a.1));
+    protos.sort_by_key(|p| std::cmp::Reverse(p.1));
     let top: Vec<String> = protos
         .iter()
         .take(8)
@@ -376,7 +376,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             total.merge(&e.counters);
             top.extend_from_slice(e.top_flows());
         }
-        top.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        top.sort_by_key(|f| std::cmp::Reverse(f.bytes));
         top.truncate(10);
         let assets = match engines.first() {
             Some(e) => &e.assets,

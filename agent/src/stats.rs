@@ -136,8 +136,10 @@ mod tests {
 
     #[test]
     fn merge_adds_everything() {
-        let mut a = Counters::default();
-        a.packets = 2;
+        let mut a = Counters {
+            packets: 2,
+            ..Counters::default()
+        };
         a.proto(Proto::Modbus).packets = 5;
         Counters::bump(&mut a.commands, Cmd::ModbusReadCoils.index(), 3);
         let mut b = a.clone();

@@ -213,28 +213,28 @@ impl DirStream {
             self.len += n as u16;
             data = data.get(n..).unwrap_or(&[]);
             let held = usize::from(self.len);
-            if held >= BLOCK && want > BLOCK {
-                if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[]))
-                {
-                    // Oversized: keep the prefix, skip the rest of the message.
-                    let rest = total - held;
-                    let n = rest.min(data.len());
-                    data = data.get(n..).unwrap_or(&[]);
-                    self.skip = (rest - n) as u32;
-                    sink.violation(Violation::ReassemblyOverflow);
-                    if self.skip > 0 {
-                        return;
-                    }
-                    sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
-                    self.reset(pool);
-                    continue;
+            if held >= BLOCK
+                && want > BLOCK
+                && let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[]))
+            {
+                // Oversized: keep the prefix, skip the rest of the message.
+                let rest = total - held;
+                let n = rest.min(data.len());
+                data = data.get(n..).unwrap_or(&[]);
+                self.skip = (rest - n) as u32;
+                sink.violation(Violation::ReassemblyOverflow);
+                if self.skip > 0 {
+                    return;
                 }
+                sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), true);
+                self.reset(pool);
+                continue;
             }
-            if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
-                if held == total {
-                    sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), false);
-                    self.reset(pool);
-                }
+            if let FrameLen::Len(total) = frame(pool.block(self.buf).get(..held).unwrap_or(&[]))
+                && held == total
+            {
+                sink.message(pool.block(self.buf).get(..held).unwrap_or(&[]), false);
+                self.reset(pool);
             }
         }
         // Whole messages straight from the segment, the rest into a block.

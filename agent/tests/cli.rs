@@ -1,6 +1,13 @@
 //! The command line as operators and scripts use it: the real binary, its exit codes
 //! and output formats (DESIGN.md, "Command line").
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

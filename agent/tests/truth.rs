@@ -12,6 +12,13 @@
 //!
 //! Deliberate differences are listed in [`DIFFERENCES`] with the reason.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code
+
 use infrawatch_agent::dissect::modbus;
 use infrawatch_agent::engine::EngineConfig;
 use infrawatch_agent::replay::replay;
@@ -265,7 +272,7 @@ fn every_capture_agrees_with_tshark() {
                     // User-data functions are not job functions.
                     infrawatch_agent::command::Cmd::find(infrawatch_agent::proto::Proto::S7comm, k)
                         .is_some_and(|c| {
-                            (c.index() as usize)
+                            c.index()
                                 <= infrawatch_agent::command::Cmd::S7SetupCommunication.index()
                         })
                 })

@@ -285,26 +285,26 @@ pub fn valid_agent_id(id: &str) -> bool {
 }
 
 fn validate_agent(a: &AgentSection, doc: &mut Doc<'_>, env: &dyn Environment) {
-    if let Some(id) = &a.id {
-        if !valid_agent_id(id) {
-            let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("id")]);
-            doc.push(
+    if let Some(id) = &a.id
+        && !valid_agent_id(id)
+    {
+        let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("id")]);
+        doc.push(
                 Diagnostic::error(span, format!("agent id `{id}` is not usable"))
                     .with_help("use 1 to 63 letters, digits, `-`, `_` or `.` (it becomes a metric label and the certificate's DNS name)"),
             );
-        }
     }
-    if let Some(policy) = &a.policy {
-        if let Err(e) = env.readable(policy) {
-            let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("policy")]);
-            doc.push(
-                Diagnostic::error(
-                    span,
-                    format!("cannot read the policy file {}: {e}", policy.display()),
-                )
-                .with_help("fix the path, or remove `policy` to run without a policy"),
-            );
-        }
+    if let Some(policy) = &a.policy
+        && let Err(e) = env.readable(policy)
+    {
+        let span = doc.span_of(&[Seg::Key("agent"), Seg::Key("policy")]);
+        doc.push(
+            Diagnostic::error(
+                span,
+                format!("cannot read the policy file {}: {e}", policy.display()),
+            )
+            .with_help("fix the path, or remove `policy` to run without a policy"),
+        );
     }
 }
 

@@ -102,7 +102,7 @@ impl fmt::Display for HumanDuration {
         }
         let s = d.as_secs();
         for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-            if s != 0 && s % n == 0 {
+            if s != 0 && s.is_multiple_of(n) {
                 return write!(f, "{}{}", s / n, unit);
             }
         }

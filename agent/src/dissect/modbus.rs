@@ -119,12 +119,11 @@ pub fn probe(payload: &[u8], hint: Hint) -> Probe {
             if !known(base) {
                 return Probe::No;
             }
-            if hint.from_client {
-                if let Some(n) = fixed_request_len(base) {
-                    if total != MBAP + n {
-                        return Probe::No;
-                    }
-                }
+            if hint.from_client
+                && let Some(n) = fixed_request_len(base)
+                && total != MBAP + n
+            {
+                return Probe::No;
             }
         }
         if total > rest.len() {
@@ -294,7 +293,7 @@ fn request_details(fc: u8, r: &mut Reader<'_>, pdu: &mut Pdu) -> bool {
                     1,
                 );
             }
-            usize::from(count) == r.remaining() && count >= 7 && count <= 0xf5
+            usize::from(count) == r.remaining() && (7..=0xf5).contains(&count)
         }
         8 => data_len >= 4,
         43 => data_len >= 1,

@@ -6,6 +6,7 @@ use super::*;
 use crate::command::Cmd;
 use crate::dissect::testutil::{Recorder, hex, pcap_path, segments};
 use crate::dissect::{Identity, Probe};
+use crate::stream::tests::Collect;
 use crate::stream::{DirStream, StreamStats};
 use std::collections::BTreeMap;
 
@@ -100,19 +101,13 @@ fn replay(rel: &str) -> Replay {
             (Side::Server, seg.dport)
         };
         let flow = flows.entry(client_port).or_default();
-        let mut msgs = Vec::new();
+        let mut collected = Collect::default();
         let dir = &mut flow.dirs[side.index()];
         if let Some(data) = dir.accept(seq_of(&seg), &seg.payload, &mut pool, &mut stats) {
-            dir.feed(
-                data,
-                &mut pool,
-                &mut stats,
-                frame,
-                |m, t| msgs.push((m.to_vec(), t)),
-                |v| framing.push(v),
-            );
+            dir.feed(data, &mut pool, &mut stats, frame, &mut collected);
         }
-        for (msg, truncated) in msgs {
+        framing.extend(collected.viol);
+        for (msg, truncated) in collected.msgs {
             if flow.proto.is_none() {
                 let h = Hint {
                     port: true,
