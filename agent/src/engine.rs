@@ -15,7 +15,7 @@ use crate::flow::{Class, Flow, FlowKey, NO_SESSION, TcpState, first_sender_is_cl
 use crate::lru::LruMap;
 use crate::proto::Proto;
 use crate::stats::Counters;
-use crate::stream::{BufPool, DirStream, StreamSink, StreamStats};
+use crate::stream::{BLOCK, BufPool, DirStream, NO_BUF, StreamSink, StreamStats};
 
 /// Sizes of an engine's tables.
 #[derive(Clone, Copy, Debug)]
@@ -496,20 +496,69 @@ impl Engine {
         } else {
             (dport, sport)
         };
+        // Stream bytes of this segment already taken by the probe buffer (TCP): fed to
+        // the dissector as they are instead of going through `accept` again.
+        let mut scratch = [0u8; BLOCK];
+        let mut accepted: Option<&[u8]> = None;
         if flow.class == Class::Pending {
-            let verdict = if flags.is_some() {
-                classify::tcp(payload, cport, sport_srv, side == Side::Client)
+            let tcp = flags.is_some();
+            // A TCP direction that was `Unsure` keeps its bytes in a probe buffer (a
+            // reassembly block of a session), so a header split across segments is
+            // recognised and no message before the decision is lost.
+            let mut probe_data = payload;
+            if tcp && let Some(sess) = sessions.slots.get_mut(flow.session as usize) {
+                let Some(d) = sess.dirs.get_mut(side.index()) else {
+                    return;
+                };
+                let Some(new) = d.accept(seq, payload, stream_pool, sstats) else {
+                    return; // a retransmission of what was probed
+                };
+                probe_data = new;
+                if d.buf != NO_BUF {
+                    let held = usize::from(d.len);
+                    let n = new.len().min(BLOCK.saturating_sub(held));
+                    if let (Some(dst), Some(src)) = (
+                        scratch.get_mut(..held),
+                        stream_pool.block(d.buf).get(..held),
+                    ) {
+                        dst.copy_from_slice(src);
+                    }
+                    if let (Some(dst), Some(src)) = (scratch.get_mut(held..held + n), new.get(..n))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                    d.reset(stream_pool);
+                    probe_data = scratch.get(..held + n).unwrap_or(&[]);
+                }
+                accepted = Some(probe_data);
+            }
+            let verdict = if tcp {
+                classify::tcp(probe_data, cport, sport_srv, side == Side::Client)
             } else {
-                classify::udp(payload, sport, dport, side == Side::Client)
+                classify::udp(probe_data, sport, dport, side == Side::Client)
             };
             flow.probes = flow.probes.saturating_add(1);
             let decided = match verdict {
                 Verdict::Match(p) => Some(p),
-                _ if flow.probes >= MAX_PROBES => Some(if flags.is_some() {
+                _ if flow.probes >= MAX_PROBES => Some(if tcp {
                     Proto::OtherTcp
                 } else {
                     Proto::OtherUdp
                 }),
+                Verdict::Unsure if tcp => {
+                    hold_for_probe(
+                        flow,
+                        sessions,
+                        stream_pool,
+                        sstats,
+                        side,
+                        seq,
+                        payload,
+                        probe_data,
+                        accepted.is_some(),
+                    );
+                    None
+                }
                 _ => None,
             };
             let Some(p) = decided else {
@@ -517,11 +566,22 @@ impl Engine {
             };
             decide(counters, flow, p);
             let app = app_for(p);
-            if !matches!(app, App::None) {
-                match sessions.alloc(app) {
+            match (matches!(app, App::None), flow.session == NO_SESSION) {
+                (false, true) => match sessions.alloc(app) {
                     Some(id) => flow.session = id,
                     None => counters.ics_sessions_exhausted += 1,
+                },
+                (false, false) => {
+                    if let Some(sess) = sessions.slots.get_mut(flow.session as usize) {
+                        sess.app = app;
+                    }
                 }
+                (true, false) => {
+                    sessions.release(flow.session, stream_pool, app_pool);
+                    flow.session = NO_SESSION;
+                    accepted = None;
+                }
+                (true, true) => {}
             }
         }
         let proto = flow.proto;
@@ -566,7 +626,10 @@ impl Engine {
                         dnp3::dissect_datagram(payload, side, st, app_pool, &mut ctx);
                     }
                 } else if let Some(d) = dirs.get_mut(side.index())
-                    && let Some(data) = d.accept(seq, payload, stream_pool, sstats)
+                    && let Some(data) = match accepted {
+                        Some(a) => Some(a),
+                        None => d.accept(seq, payload, stream_pool, sstats),
+                    }
                 {
                     let frame = frame_fn(app);
                     let mut sink = Dissect {
@@ -762,6 +825,38 @@ impl Engine {
     pub fn top_flows(&self) -> &[FlowSummary] {
         &self.top.flows
     }
+}
+
+/// Keeps the bytes of an `Unsure` TCP probe for the next segment of the direction.
+#[allow(clippy::too_many_arguments)]
+fn hold_for_probe(
+    flow: &mut Flow,
+    sessions: &mut Sessions,
+    pool: &mut BufPool,
+    sstats: &mut StreamStats,
+    side: Side,
+    seq: u32,
+    payload: &[u8],
+    data: &[u8],
+    accepted: bool,
+) {
+    if flow.session == NO_SESSION {
+        match sessions.alloc(App::None) {
+            Some(id) => flow.session = id,
+            None => return,
+        }
+    }
+    let Some(d) = sessions
+        .slots
+        .get_mut(flow.session as usize)
+        .and_then(|s| s.dirs.get_mut(side.index()))
+    else {
+        return;
+    };
+    if !accepted && d.accept(seq, payload, pool, sstats).is_none() {
+        return;
+    }
+    d.hold(data, pool);
 }
 
 /// Settles a pending flow's protocol: its packets so far are counted under it.

@@ -118,6 +118,24 @@ impl DirStream {
         self.skip = 0;
     }
 
+    /// Holds `data` (at most one block) as the start of the direction's stream, e.g.
+    /// while the classifier waits for more bytes. Replaces what was held.
+    pub fn hold(&mut self, data: &[u8], pool: &mut BufPool) {
+        self.reset(pool);
+        if data.is_empty() {
+            return;
+        }
+        let Some(id) = pool.alloc() else {
+            return;
+        };
+        let n = data.len().min(BLOCK);
+        if let (Some(dst), Some(src)) = (pool.block_mut(id).get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.buf = id;
+        self.len = n as u16;
+    }
+
     /// Trims `payload` (a segment starting at `seq`) to the bytes not seen before.
     /// Returns `None` when nothing new remains. A gap resets the partial message.
     pub fn accept<'a>(
