@@ -32,6 +32,9 @@ pub struct PcapFile {
     pending: usize,
     legacy_link: Option<LinkType>,
     legacy_nanos: bool,
+    legacy_big_endian: bool,
+    /// Record header size: 16, or 24 for the "modified" (Kuznetzov) format.
+    legacy_record: usize,
     interfaces: Vec<NgInterface>,
     end_reason: Option<String>,
     done: bool,
@@ -78,6 +81,8 @@ impl PcapFile {
             pending: 0,
             legacy_link: None,
             legacy_nanos: false,
+            legacy_big_endian: false,
+            legacy_record: 16,
             interfaces: Vec::new(),
             end_reason: None,
             done: false,
@@ -106,12 +111,90 @@ fn ng_ts(high: u32, low: u32, iface: &NgInterface) -> Ts {
     Ts(nanos.clamp(0, i128::from(u64::MAX)) as u64)
 }
 
+/// Largest record a legacy file may hold (libpcap's maximum snapshot length).
+const MAX_RECORD: usize = 262_144;
+
+impl PcapFile {
+    /// Classic pcap records, read straight from the reader's buffer: a 16-byte header
+    /// (timestamp, captured and original length) and the frame. One parse per record,
+    /// and the buffer is shifted only when a record straddles its end.
+    fn next_legacy(&mut self) -> Result<Next<'_>, CaptureError> {
+        let hdr = self.legacy_record;
+        let big = self.legacy_big_endian;
+        let word = |d: &[u8], at: usize| -> u32 {
+            let b = [
+                d.get(at).copied().unwrap_or(0),
+                d.get(at + 1).copied().unwrap_or(0),
+                d.get(at + 2).copied().unwrap_or(0),
+                d.get(at + 3).copied().unwrap_or(0),
+            ];
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        // Make sure a whole record is buffered, looking only at lengths.
+        let caplen = loop {
+            if self.done {
+                return Ok(Next::End);
+            }
+            let (avail, caplen) = {
+                let d = self.reader.data();
+                (d.len(), (d.len() >= hdr).then(|| word(d, 8) as usize))
+            };
+            match caplen {
+                Some(c) if c > MAX_RECORD => {
+                    self.stop(Some(format!(
+                        "corrupt record at byte {}: {c} captured bytes (at most {MAX_RECORD})",
+                        self.position
+                    )));
+                    return Ok(Next::End);
+                }
+                Some(c) if avail >= hdr + c => break c,
+                _ => {
+                    if self.reader.reader_exhausted() {
+                        let reason = (avail > 0).then(|| {
+                            "the file ends in the middle of a record (truncated)".to_string()
+                        });
+                        self.stop(reason);
+                        return Ok(Next::End);
+                    }
+                    if let Err(e) = self.reader.refill() {
+                        let msg = format!("read error: {e:?}");
+                        self.stop(Some(msg));
+                        return Ok(Next::End);
+                    }
+                }
+            }
+        };
+        let Some(link) = self.legacy_link else {
+            return Ok(Next::End);
+        };
+        let nanos_unit = if self.legacy_nanos { 1 } else { 1_000 };
+        self.pending = hdr + caplen;
+        let d = self.reader.data();
+        let ts = Ts(u64::from(word(d, 0)) * 1_000_000_000 + u64::from(word(d, 4)) * nanos_unit);
+        let orig_len = word(d, 12);
+        Ok(Next::Packet(Packet {
+            ts,
+            data: d.get(hdr..hdr + caplen).unwrap_or(&[]),
+            orig_len,
+            link,
+        }))
+    }
+}
+
 impl PacketSource for PcapFile {
     fn next(&mut self) -> Result<Next<'_>, CaptureError> {
         if self.pending > 0 {
-            self.reader.consume(self.pending);
+            // No shift here: `refill` moves the unread tail once, when it must.
+            self.reader.consume_noshift(self.pending);
             self.position += self.pending as u64;
             self.pending = 0;
+        }
+        if self.legacy_link.is_some() {
+            return self.next_legacy();
         }
         loop {
             if self.done {
@@ -129,6 +212,8 @@ impl PacketSource for PcapFile {
                 Ok((offset, block)) => match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         self.legacy_nanos = h.is_nanosecond_precision();
+                        self.legacy_big_endian = h.is_bigendian();
+                        self.legacy_record = if h.is_modified_format() { 24 } else { 16 };
                         // The upper bits carry FCS information (libpcap LT_LINKTYPE).
                         let linktype = h.network.0 & 0x03ff_ffff;
                         self.legacy_link = LinkType::from_linktype(linktype);
@@ -222,8 +307,11 @@ impl PacketSource for PcapFile {
             };
             match step {
                 Step::Skip(offset) => {
-                    self.reader.consume(offset);
+                    self.reader.consume_noshift(offset);
                     self.position += offset as u64;
+                    if self.legacy_link.is_some() {
+                        return self.next_legacy();
+                    }
                 }
                 Step::Refill => {
                     if let Err(e) = self.reader.refill() {
@@ -280,5 +368,167 @@ impl PacketSource for PcapFile {
 
     fn end_reason(&self) -> Option<&str> {
         self.end_reason.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn legacy(magic: u32, big: bool, records: &[(u32, u32, &[u8])], linktype: u32) -> Vec<u8> {
+        let w32 = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend(w32(magic));
+        f.extend(w16(2));
+        f.extend(w16(4));
+        f.extend(w32(0));
+        f.extend(w32(0));
+        f.extend(w32(65535));
+        f.extend(w32(linktype));
+        for (s, frac, data) in records {
+            f.extend(w32(*s));
+            f.extend(w32(*frac));
+            f.extend(w32(data.len() as u32));
+            f.extend(w32(data.len() as u32 + 4));
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    fn read_all(bytes: Vec<u8>) -> (Vec<(Ts, Vec<u8>, u32)>, Option<String>) {
+        let mut src = PcapFile::from_reader("t".into(), Cursor::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        while let Ok(Next::Packet(p)) = src.next() {
+            out.push((p.ts, p.data.to_vec(), p.orig_len));
+        }
+        (out, src.end_reason().map(str::to_string))
+    }
+
+    #[test]
+    fn little_and_big_endian_micro_and_nano() {
+        let recs: &[(u32, u32, &[u8])] = &[(10, 5, b"abc"), (11, 7, b"defg")];
+        for (magic, big, unit) in [
+            (0xa1b2_c3d4, false, 1_000),
+            (0xa1b2_c3d4, true, 1_000),
+            (0xa1b2_3c4d, false, 1),
+        ] {
+            let (pkts, end) = read_all(legacy(magic, big, recs, 1));
+            assert_eq!(end, None);
+            assert_eq!(pkts.len(), 2);
+            assert_eq!(pkts[0], (Ts(10_000_000_000 + 5 * unit), b"abc".to_vec(), 7));
+            assert_eq!(pkts[1].1, b"defg".to_vec());
+        }
+    }
+
+    #[test]
+    fn a_truncated_file_keeps_its_whole_records_and_says_why() {
+        let mut f = legacy(
+            0xa1b2_c3d4,
+            false,
+            &[(1, 0, b"0123456789"), (2, 0, b"0123456789")],
+            1,
+        );
+        f.truncate(f.len() - 4);
+        let (pkts, end) = read_all(f);
+        assert_eq!(pkts.len(), 1);
+        assert!(end.unwrap().contains("truncated"));
+    }
+
+    #[test]
+    fn absurd_record_lengths_end_the_file_as_corrupt() {
+        let mut f = legacy(0xa1b2_c3d4, false, &[(1, 0, b"ok")], 1);
+        f.extend(1u32.to_le_bytes());
+        f.extend(0u32.to_le_bytes());
+        f.extend(0x4000_0000u32.to_le_bytes());
+        f.extend(10u32.to_le_bytes());
+        let (pkts, end) = read_all(f);
+        assert_eq!(pkts.len(), 1);
+        assert!(end.unwrap().contains("corrupt record"));
+    }
+
+    #[test]
+    fn records_across_buffer_refills() {
+        // More than the 1 MiB initial buffer, with records straddling its end.
+        let big = vec![0x5au8; 1499];
+        let recs: Vec<(u32, u32, &[u8])> = (0..2000).map(|i| (i, 0, &big[..])).collect();
+        let (pkts, end) = read_all(legacy(0xa1b2_c3d4, false, &recs, 1));
+        assert_eq!(end, None);
+        assert_eq!(pkts.len(), 2000);
+        assert!(pkts.iter().all(|p| p.1.len() == 1499));
+        assert_eq!(pkts[1999].0, Ts::from_secs(1999));
+    }
+
+    #[test]
+    fn unsupported_link_type_and_garbage_are_errors() {
+        assert!(matches!(
+            PcapFile::from_reader(
+                "t".into(),
+                Cursor::new(legacy(0xa1b2_c3d4, false, &[], 147))
+            )
+            .map(|mut s| s.next().map(|_| ())),
+            Ok(Err(CaptureError::LinkType { linktype: 147, .. }))
+        ));
+        assert!(
+            PcapFile::from_reader(
+                "t".into(),
+                Cursor::new(b"not a capture file at all".to_vec())
+            )
+            .is_err()
+        );
+        assert!(PcapFile::from_reader("t".into(), Cursor::new(Vec::new())).is_err());
+    }
+
+    #[test]
+    fn pcapng_with_interfaces_and_resolution() {
+        // Section header, interface (Ethernet, if_tsresol = 9 → nanoseconds), one EPB.
+        let mut f = Vec::new();
+        let block = |t: u32, body: &[u8]| {
+            let len = 12 + body.len() as u32;
+            let mut b = Vec::new();
+            b.extend(t.to_le_bytes());
+            b.extend(len.to_le_bytes());
+            b.extend_from_slice(body);
+            b.extend(len.to_le_bytes());
+            b
+        };
+        let mut shb = Vec::new();
+        shb.extend(0x1a2b_3c4du32.to_le_bytes());
+        shb.extend(1u16.to_le_bytes());
+        shb.extend(0u16.to_le_bytes());
+        shb.extend((-1i64).to_le_bytes());
+        f.extend(block(0x0a0d_0d0a, &shb));
+        let mut idb = Vec::new();
+        idb.extend(1u16.to_le_bytes());
+        idb.extend(0u16.to_le_bytes());
+        idb.extend(0u32.to_le_bytes());
+        idb.extend([9u8, 0, 1, 0, 9, 0, 0, 0]); // option if_tsresol (9), len 1, value 9, pad
+        idb.extend([0u8; 4]); // opt_endofopt
+        f.extend(block(1, &idb));
+        let mut epb = Vec::new();
+        epb.extend(0u32.to_le_bytes());
+        let t: u64 = 1_500_000_000_123_456_789;
+        epb.extend(((t >> 32) as u32).to_le_bytes());
+        epb.extend((t as u32).to_le_bytes());
+        epb.extend(3u32.to_le_bytes());
+        epb.extend(60u32.to_le_bytes());
+        epb.extend([1u8, 2, 3, 0]);
+        f.extend(block(6, &epb));
+        let (pkts, end) = read_all(f);
+        assert_eq!(end, None);
+        assert_eq!(pkts, vec![(Ts(t), vec![1, 2, 3], 60)]);
     }
 }
