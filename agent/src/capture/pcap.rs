@@ -409,7 +409,9 @@ mod tests {
         f
     }
 
-    fn read_all(bytes: Vec<u8>) -> (Vec<(Ts, Vec<u8>, u32)>, Option<String>) {
+    type Read = (Vec<(Ts, Vec<u8>, u32)>, Option<String>);
+
+    fn read_all(bytes: Vec<u8>) -> Read {
         let mut src = PcapFile::from_reader("t".into(), Cursor::new(bytes)).unwrap();
         let mut out = Vec::new();
         while let Ok(Next::Packet(p)) = src.next() {
