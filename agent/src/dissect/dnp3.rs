@@ -27,6 +27,15 @@
 //! error (IIN2.2); one `Message` per link frame that carries no user data (link
 //! reset/status, acknowledgements). The unit is the link destination address.
 //!
+//! Choices where the standard leaves a monitor room: [`frame`] waits for the whole
+//! 10-octet header and checks its CRC before trusting LEN, so a corrupt header loses the
+//! framing (`dnp3_header_crc`) instead of swallowing the next frames; a frame with a bad
+//! data block CRC is dropped whole (`dnp3_data_crc`), as the receiving station drops it,
+//! so a command no device would execute is not counted; only answers to requests (129)
+//! become exceptions, since IIN2.0–2.2 describe the request just answered; requests
+//! whose application control lacks FIR or FIN (they must be single fragments) are
+//! `dnp3_bad_application` but still counted.
+//!
 //! Guarantees: no panic and no allocation on any input; each direction holds at most
 //! one [`BufPool`] block (the first 1024 octets of a fragment in progress — the function
 //! code and the first object headers are at its start; beyond that octets are only
@@ -42,7 +51,7 @@ use crate::dissect::{FrameLen, Hint, Pdu, PduKind, PduSink, Probe, Reader, Side,
 use crate::proto::Proto;
 use crate::stream::{BLOCK, BufId, BufPool, NO_BUF};
 
-/// Registered TCP/UDP port (IEEE 1815-2012 annex on IP networking).
+/// The IANA-registered TCP/UDP port of DNP3.
 pub const PORT: u16 = 20000;
 
 /// The two start octets of every link frame.
@@ -511,9 +520,9 @@ pub fn dissect(
     transport(th, segment, side, unit, state.dir(side), pool, sink);
 }
 
-/// DNP3 over UDP: a datagram holds one or more whole link frames (IEEE 1815-2012,
-/// annex on IP networking). A frame cut short by the end of the datagram is
-/// `Dnp3BadLength`; a frame that loses the framing ends the datagram.
+/// DNP3 over UDP: a datagram holds one or more whole link frames. A frame cut short by
+/// the end of the datagram is `Dnp3BadLength`; a frame that loses the framing ends the
+/// datagram.
 pub fn dissect_datagram(
     payload: &[u8],
     side: Side,

@@ -1,7 +1,7 @@
 //! IEC 60870-5-104 dissector (IEC 60870-5-104:2006, ASDUs per IEC 60870-5-101:2003),
 //! over TCP (port 2404 by registration, any port by payload).
 //!
-//! - **APCI** (IEC 60870-5-104 clause 5.1, figures 6–9): an APDU is a start octet
+//! - **APCI** (IEC 60870-5-104 clause 5, definition of the APCI): an APDU is a start octet
 //!   `0x68`, a length octet (4..=253: the four control octets plus the ASDU) and four
 //!   control octets. I format (bit 0 of octet 1 clear): send sequence number N(S) in
 //!   octets 1–2 and receive sequence number N(R) in octets 3–4, 15 bits each. S format
@@ -9,13 +9,13 @@
 //!   octets 2–4 = 0): exactly one of STARTDT act/con (`0x07`/`0x0B`), STOPDT act/con
 //!   (`0x13`/`0x23`) or TESTFR act/con (`0x43`/`0x83`). S and U frames are 6 octets.
 //!   [`Apci`] is the checked view.
-//! - **Sequence numbers** (clause 5.1): each I-frame's N(S) is the previous one plus 1
+//! - **Sequence numbers** (clause 5): each I-frame's N(S) is the previous one plus 1
 //!   modulo 32768 (a gap is `iec104_sequence_gap`, and tracking resynchronises on the
 //!   received number); an N(R) acknowledges the other side's I-frames and must lie
 //!   between what it acknowledged before and the next N(S) that side will send
 //!   (`iec104_bad_ack` otherwise). Numbers are only checked once seen, so a capture that
 //!   starts mid-connection raises nothing.
-//! - **ASDU** (IEC 60870-5-101 clause 7.1–7.2, with the 104 field sizes of 104 clause 9):
+//! - **ASDU** (IEC 60870-5-101 clause 7, with the field sizes IEC 60870-5-104 fixes):
 //!   type identification, variable structure qualifier (SQ bit and number of objects),
 //!   cause of transmission (6 bits, P/N bit, T bit), originator address (1 octet),
 //!   common address (2 octets), then information objects with 3-octet addresses. For
@@ -30,6 +30,12 @@
 //! `Request(startdt|stopdt|testfr)`, confirmations `Response(..)`; S-frames are
 //! `Message`. The unit is the ASDU's common address.
 //!
+//! Violations: a control field with a bit its format says is 0, or a U-frame with no or
+//! several functions, is `iec104_bad_control`; an S or U frame longer than its control
+//! octets `iec104_bad_length`; an I-frame too short for the data unit identifier, a
+//! cause 0 (not used) or an object count that disagrees with the length
+//! `iec104_bad_asdu` (the PDU is still reported when the identifier is readable).
+//!
 //! Guarantees: no panic and no allocation on any input, no pool blocks (an APDU is at
 //! most 255 octets, always whole), and a per-flow [`State`] of 8 octets.
 
@@ -38,7 +44,7 @@ use crate::dissect::{FrameLen, Hint, Pdu, PduKind, PduSink, Probe, Reader, Side,
 use crate::proto::Proto;
 use crate::stream::BufPool;
 
-/// Registered TCP port (IEC 60870-5-104 clause 10).
+/// The IANA-registered TCP port of IEC 60870-5-104.
 pub const PORT: u16 = 2404;
 
 const START: u8 = 0x68;
@@ -88,7 +94,8 @@ enum Elem {
     Segment,
 }
 
-/// Type identification (101 table 8–12, 104 clause 9) to command and element size.
+/// Type identification (101 7.2.1, elements per 101 7.2.6 and 7.3) to command and
+/// element size.
 fn type_info(type_id: u8) -> Option<(Cmd, Elem)> {
     use Elem::Fixed;
     // Sizes: SIQ/DIQ 1, VTI 1, QDS 1, BSI 4, NVA/SVA 2, float 4, BCR 5, CP24Time2a 3,
@@ -177,7 +184,7 @@ pub fn type_cmd(type_id: u8) -> Option<Cmd> {
 // APCI view
 // ---------------------------------------------------------------------------------------
 
-/// The three APCI formats (104 clause 5.1).
+/// The three APCI formats (104 clause 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Numbered information transfer.
@@ -242,7 +249,7 @@ impl<'a> Apci<'a> {
         let format = control([c0, c1, c2, c3])?;
         let asdu = body.rest();
         if !matches!(format, Format::I { .. }) && !asdu.is_empty() {
-            // S and U frames are exactly the APCI (figures 7 and 8).
+            // S and U frames are exactly the APCI (104 clause 5).
             return Err(Violation::Iec104BadLength);
         }
         Ok(Apci { format, asdu })
@@ -337,8 +344,8 @@ impl AsduHeader {
 /// trailing partial one is fine, checked as far as it goes), with at least one whole.
 /// On port 2404 that is enough; elsewhere it also needs a U-frame, or an I-frame whose
 /// type is known and whose cause is one the standard defines. Only S-frames off the
-/// port, or a single partial APDU, are `Unsure`. IEC-104 runs over TCP only (clause
-/// 10), so a UDP payload is `No`.
+/// port, or a single partial APDU, are `Unsure`. IEC-104 is defined over TCP only,
+/// so a UDP payload is `No`.
 pub fn probe(payload: &[u8], hint: Hint) -> Probe {
     if !hint.tcp {
         return Probe::No;
