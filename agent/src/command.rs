@@ -155,7 +155,9 @@ commands! {
     Dnp3AbortFile => (Dnp3, "abort_file", Program),
     Dnp3ActivateConfig => (Dnp3, "activate_config", Config),
     Dnp3AuthenticateReq => (Dnp3, "authenticate_req", Other),
-    Dnp3AuthenticateErr => (Dnp3, "authenticate_err", Other),
+    // 33 is AUTH_REQ_NO_ACK in IEEE 1815-2012 (an authentication request that expects no
+    // response); some tools still call it "authenticate error" after an SA draft.
+    Dnp3AuthenticateReqNoAck => (Dnp3, "authenticate_req_no_ack", Other),
     Dnp3Response => (Dnp3, "response", Other),
     Dnp3UnsolicitedResponse => (Dnp3, "unsolicited_response", Other),
     Dnp3AuthenticateResp => (Dnp3, "authenticate_resp", Other),
