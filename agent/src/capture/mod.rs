@@ -1,4 +1,4 @@
-//! Packet sources: live interfaces (AF_PACKET through pnet, [`live`]) and capture files
+//! Packet sources: live interfaces (AF_PACKET on our own socket, [`live`]) and capture files
 //! (pcap and pcapng, [`pcap`]), behind one trait, so the sans-IO core sees the same
 //! [`Packet`]s whatever the source. Decorators (pacing, filters) wrap a source instead of
 //! adding branches to the hot loop.
@@ -134,7 +134,9 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file ({detail})")]
     Format { path: String, detail: String },
-    #[error("{path}: link type {linktype} is not supported (Ethernet, Linux cooked SLL/SLL2, raw IP and BSD loopback are)")]
+    #[error(
+        "{path}: link type {linktype} is not supported (Ethernet, Linux cooked SLL/SLL2, raw IP and BSD loopback are)"
+    )]
     LinkType { path: String, linktype: i32 },
     #[error("interface {iface}: {detail}")]
     Interface { iface: String, detail: String },
@@ -145,6 +147,19 @@ pub enum CaptureError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl CaptureError {
+    /// The interface went down or away (`ENETDOWN`, `ENXIO`, `ENODEV` from a receive):
+    /// report it as down and keep the source (a live source resumes when the interface
+    /// comes back up; see [`live`]).
+    pub fn is_interface_down(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::Socket { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV))
+        )
+    }
 }
 
 /// A source of packets.
@@ -175,7 +190,13 @@ mod tests {
     #[test]
     fn rfc3339_formats_utc() {
         assert_eq!(Ts(0).rfc3339(), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(Ts::from_micros(1_595_660_608_237_857).rfc3339(), "2020-07-25T07:03:28.237857Z");
-        assert_eq!(Ts::from_secs(951_782_400).rfc3339(), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            Ts::from_micros(1_595_660_608_237_857).rfc3339(),
+            "2020-07-25T07:03:28.237857Z"
+        );
+        assert_eq!(
+            Ts::from_secs(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }
