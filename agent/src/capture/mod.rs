@@ -1,4 +1,4 @@
-//! Packet sources: live interfaces (AF_PACKET through pnet, [`live`]) and capture files
+//! Packet sources: live interfaces (AF_PACKET on our own socket, [`live`]) and capture files
 //! (pcap and pcapng, [`pcap`]), behind one trait, so the sans-IO core sees the same
 //! [`Packet`]s whatever the source. Decorators (pacing, filters) wrap a source instead of
 //! adding branches to the hot loop.
@@ -147,6 +147,19 @@ pub enum CaptureError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl CaptureError {
+    /// The interface went down or away (`ENETDOWN`, `ENXIO`, `ENODEV` from a receive):
+    /// report it as down and keep the source (a live source resumes when the interface
+    /// comes back up; see [`live`]).
+    pub fn is_interface_down(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::Socket { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV))
+        )
+    }
 }
 
 /// A source of packets.
