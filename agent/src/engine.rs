@@ -299,8 +299,8 @@ fn frame_fn(app: &App) -> fn(&[u8]) -> FrameLen {
 fn app_for(p: Proto) -> App {
     match p {
         Proto::Modbus => App::Modbus,
-        Proto::Dnp3 => App::Dnp3(dnp3::State),
-        Proto::Iec104 => App::Iec104(iec104::State),
+        Proto::Dnp3 => App::Dnp3(dnp3::State::default()),
+        Proto::Iec104 => App::Iec104(iec104::State::default()),
         Proto::S7comm | Proto::S7commplus | Proto::Mms => App::Tpkt(p, tpkt::State::default()),
         _ => App::None,
     }

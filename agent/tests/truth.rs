@@ -38,6 +38,22 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[(
     "the only record claims 524501 captured bytes in a 239-byte file; tshark's wiretap salvages a frame, we stop at the damaged record and report it",
 )];
 
+/// Protocols whose dissectors come with the next issue ("The rest of the industrial
+/// protocols"): their flows are `other-tcp`/`other-udp` until then. (file glob, family).
+const NEXT_ISSUE: &[&str] = &[
+    "enip_cip",
+    "bacnet",
+    "opcua",
+    "mqtt",
+    "profinet/icsnpp_pnio_cm_read",
+];
+
+fn next_issue(file: &str, family: &str) -> bool {
+    NEXT_ISSUE
+        .iter()
+        .any(|n| *n == family || (n.contains('/') && file.starts_with(n) && family == "profinet"))
+}
+
 /// Families without a protocol id of ours (not compared, DESIGN.md "Tests and test data").
 const NOT_OURS: &[&str] = &[
     "dhcpv6",
@@ -74,6 +90,18 @@ const IEC104_REQUESTS: &[(&str, &[(&str, u64)])] = &[
     ),
     ("iec104/ndpi_iec104_monitoring.pcap", &[]),
 ];
+
+/// DNP3 captures where tshark 4.0's own counts are wrong, with the corrected counts:
+/// (file, requests, answers, why).
+const DNP3_CORRECTED: &[(&str, &[(&str, u64)], u64, &str)] = &[(
+    "dnp3/icsnpp_dnp3_example.pcap",
+    &[("select", 134), ("operate", 133), ("read", 97)],
+    368,
+    "tshark 4.0 cannot reassemble a fragment whose transport sequence wraps 63→0: it loses \
+     three two-frame responses (ending in frames 18, 114, 210) and one three-frame \
+     unsolicited response (frame 810), then joins frame 311 (another connection) onto \
+     frame 210's leftover and reads a confirm that was never sent",
+)];
 
 fn our_id(family: &str) -> Option<&str> {
     match family {
@@ -174,7 +202,7 @@ fn every_capture_agrees_with_tshark() {
             .map(|(_, v)| v)
             .sum();
         for (fam, &n) in &families {
-            if UNRECOGNISED.contains(&fam.as_str()) || differs(&rel, fam) {
+            if UNRECOGNISED.contains(&fam.as_str()) || differs(&rel, fam) || next_issue(&rel, fam) {
                 continue;
             }
             let Some(id) = our_id(fam) else { continue };
@@ -234,6 +262,12 @@ fn every_capture_agrees_with_tshark() {
                 } else {
                     resp.insert(name.to_string(), n);
                 }
+            }
+            if let Some((_, requests, answers, _why)) =
+                DNP3_CORRECTED.iter().find(|(f, ..)| *f == rel)
+            {
+                req = requests.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                resp = BTreeMap::from([("all".to_string(), *answers)]);
             }
             let ours = commands_of(s, "dnp3");
             if ours != req {

@@ -274,6 +274,7 @@ violations! {
     Dnp3TransportSequence => "dnp3_transport_sequence",
     Dnp3FragmentTooLarge => "dnp3_fragment_too_large",
     Dnp3BadApplication => "dnp3_bad_application",
+    Dnp3ObjectOverrun => "dnp3_object_overrun",
     Dnp3UnknownFunction => "dnp3_unknown_function",
     Iec104BadStart => "iec104_bad_start",
     Iec104BadLength => "iec104_bad_length",
@@ -408,6 +409,84 @@ pub(crate) mod testutil {
             }
         }
         out
+    }
+
+    /// A message of a shared capture: a TCP stream split with a protocol's framing, or a
+    /// whole UDP datagram.
+    #[derive(Clone, Debug)]
+    pub struct Msg {
+        /// (lower port, higher port, tcp): which flow it belongs to.
+        pub flow: (u16, u16, bool),
+        pub side: Side,
+        pub bytes: Vec<u8>,
+        pub truncated: bool,
+        pub datagram: bool,
+    }
+
+    /// The messages to and from `port` in a capture, in file order, reassembled per flow
+    /// and direction as the engine does (retransmissions dropped, framing from `frame`).
+    /// Framing violations are returned beside them.
+    pub fn messages(
+        rel: &str,
+        port: u16,
+        frame: fn(&[u8]) -> FrameLen,
+    ) -> (Vec<Msg>, Vec<Violation>) {
+        messages_by(rel, port, frame, |s| {
+            if s.dport == port {
+                Side::Client
+            } else {
+                Side::Server
+            }
+        })
+    }
+
+    /// [`messages`], with the side of each segment chosen by `side_of`.
+    pub fn messages_by(
+        rel: &str,
+        port: u16,
+        frame: fn(&[u8]) -> FrameLen,
+        side_of: impl Fn(&Seg) -> Side,
+    ) -> (Vec<Msg>, Vec<Violation>) {
+        use crate::stream::tests::Collect;
+        use crate::stream::{BufPool, DirStream, StreamStats};
+        use std::collections::HashMap;
+        let mut pool = BufPool::new(16);
+        let mut stats = StreamStats::default();
+        let mut dirs: HashMap<((u16, u16, bool), Side), DirStream> = HashMap::new();
+        let mut out = Vec::new();
+        let mut violations = Vec::new();
+        for seg in segments(rel) {
+            if seg.sport != port && seg.dport != port {
+                continue;
+            }
+            let side = side_of(&seg);
+            let flow = (seg.sport.min(seg.dport), seg.sport.max(seg.dport), seg.tcp);
+            if !seg.tcp {
+                out.push(Msg {
+                    flow,
+                    side,
+                    bytes: seg.payload,
+                    truncated: false,
+                    datagram: true,
+                });
+                continue;
+            }
+            let dir = dirs.entry((flow, side)).or_default();
+            let Some(data) = dir.accept(seg.seq, &seg.payload, &mut pool, &mut stats) else {
+                continue;
+            };
+            let mut c = Collect::default();
+            dir.feed(data, &mut pool, &mut stats, frame, &mut c);
+            violations.extend(c.viol);
+            out.extend(c.msgs.into_iter().map(|(bytes, truncated)| Msg {
+                flow,
+                side,
+                bytes,
+                truncated,
+                datagram: false,
+            }));
+        }
+        (out, violations)
     }
 
     /// Hex string (spaces allowed) to bytes, for test vectors.

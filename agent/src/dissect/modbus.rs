@@ -341,9 +341,7 @@ fn device_identification(r: &mut Reader<'_>, side: Side, sink: &mut dyn PduSink)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::testutil::{Recorder, hex, segments};
-    use crate::stream::tests::Collect;
-    use crate::stream::{BufPool, DirStream, StreamStats};
+    use crate::dissect::testutil::{Recorder, hex, messages};
     use std::collections::BTreeMap;
 
     fn hint(port: bool, from_client: bool) -> Hint {
@@ -356,26 +354,13 @@ mod tests {
 
     /// Runs a capture's Modbus segments through framing and dissection.
     fn run_capture(rel: &str) -> Recorder {
-        let mut rec = Recorder::default();
-        let mut pool = BufPool::new(8);
-        let mut dirs: BTreeMap<(u16, Side), DirStream> = BTreeMap::new();
-        let mut stats = StreamStats::default();
-        for seg in segments(rel) {
-            let (side, client_port) = if seg.dport == 502 {
-                (Side::Client, seg.sport)
-            } else {
-                (Side::Server, seg.dport)
-            };
-            let d = dirs.entry((client_port, side)).or_default();
-            let Some(data) = d.accept(seg.seq, &seg.payload, &mut pool, &mut stats) else {
-                continue;
-            };
-            let mut c = Collect::default();
-            d.feed(data, &mut pool, &mut stats, frame, &mut c);
-            for (m, t) in c.msgs {
-                dissect(&m, side, t, &mut rec);
-            }
-            rec.violations.extend(c.viol);
+        let (msgs, framing) = messages(rel, 502, frame);
+        let mut rec = Recorder {
+            violations: framing,
+            ..Recorder::default()
+        };
+        for m in msgs {
+            dissect(&m.bytes, m.side, m.truncated, &mut rec);
         }
         rec
     }
