@@ -1,1 +1,0 @@
-//! Recognisers of the IT protocols: not written yet.
