@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3-scapy   # benchmark capture generators (../shared/bench)
   time            # /usr/bin/time -v for peak RSS in benchmarks
   valgrind        # instruction counts of the benchmarks
+  gcc             # bench/c_floor.c, the C reference of the benchmarks
   ieee-data       # OUI registry (tools/gen_oui.py)
 )
 
