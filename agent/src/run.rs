@@ -5,6 +5,8 @@
 //! and periodic summaries. On stop, live sources drain what the kernel already queued
 //! before the threads end, so nothing captured is left uncounted.
 
+use crate::capture::bpf;
+use crate::capture::live::{self, KernelStats, LiveOptions, LiveSource};
 use crate::capture::pcap::PcapFile;
 use crate::capture::{CaptureError, Next, PacketSource, Ts};
 use crate::engine::{Engine, EngineConfig};
@@ -64,12 +66,13 @@ pub fn wall_now() -> Ts {
         .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64))
 }
 
-/// Compiles `[capture] exclude` expressions into the kernel filter; errors say which.
+/// Compiles `[capture] exclude` expressions into the kernel filter, as start-up does;
+/// the error says which expression and why.
 pub fn compile_excludes(exprs: &[String]) -> Result<(), String> {
-    for e in exprs {
-        infrawatch_config::filter::parse(e).map_err(|err| format!("`{e}`: {}", err.message))?;
-    }
-    Ok(())
+    let filters = bpf::parse_all(exprs).map_err(|e| e.to_string())?;
+    bpf::compile(&filters)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The replayed files, opened one at a time as the capture thread reaches them.
@@ -140,57 +143,154 @@ impl<S: PacketSource> PacketSource for Paced<S> {
     }
 }
 
-/// The loop of one capture thread. Returns its engine for the final summary.
-fn capture_loop(
-    sources: Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send>,
+/// How long a stopping live source may keep draining what the kernel queued.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why [`pump`] returned.
+enum Ended {
+    /// The source is exhausted (end of a file).
+    End,
+    /// Stop was requested (and a live source drained its queue).
+    Stopped,
+    /// The source failed.
+    Failed(CaptureError),
+}
+
+/// Publishes an engine's counters to the shared state.
+fn publish(engine: &mut Engine, shared: &SourceShared) {
+    engine.sync_gauges();
+    if let Ok(mut c) = shared.counters.lock() {
+        c.clone_from(&engine.counters);
+    }
+}
+
+/// Feeds one source's packets to the engine until it ends, fails or is stopped. A live
+/// source being stopped is drained first (until it idles, at most [`DRAIN_LIMIT`]), so
+/// frames the kernel already captured are counted.
+fn pump(
+    source: &mut dyn PacketSource,
+    engine: &mut Engine,
+    shared: &SourceShared,
+    stop: &AtomicBool,
+    live: bool,
+    last_publish: &mut Instant,
+) -> Ended {
+    let mut n: u64 = 0;
+    let mut drain_since: Option<Instant> = None;
+    loop {
+        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        if stop.load(Ordering::Relaxed) {
+            if !live {
+                return Ended::Stopped;
+            }
+            let since = *drain_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > DRAIN_LIMIT {
+                return Ended::Stopped;
+            }
+        }
+        match source.next() {
+            Ok(Next::Packet(p)) => {
+                engine.process(&p);
+                shared.last_packet_ns.store(p.ts.0, Ordering::Relaxed);
+                n += 1;
+                if n & 1023 == 0 && last_publish.elapsed() >= PUBLISH_EVERY {
+                    *last_publish = Instant::now();
+                    publish(engine, shared);
+                }
+            }
+            Ok(Next::Idle) => {
+                if drain_since.is_some() {
+                    return Ended::Stopped;
+                }
+                engine.expire(wall_now());
+                if last_publish.elapsed() >= PUBLISH_EVERY {
+                    *last_publish = Instant::now();
+                    publish(engine, shared);
+                }
+            }
+            Ok(Next::End) => return Ended::End,
+            Err(e) => return Ended::Failed(e),
+        }
+    }
+}
+
+/// Sleeps up to `d`, waking early when stop is requested; beats the heartbeat.
+fn wait(d: Duration, stop: &AtomicBool, shared: &SourceShared) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What a live capture thread needs.
+struct LiveThread {
+    iface: String,
+    opts: LiveOptions,
     cfg: EngineConfig,
     shared: Arc<SourceShared>,
     stop: Arc<AtomicBool>,
-    live: bool,
-) -> Engine {
+    kernel: std::sync::mpsc::Sender<(usize, KernelStats)>,
+    index: usize,
+}
+
+/// The thread of one live interface: opens it (waiting while it does not exist), reads
+/// it, and reopens it if it was removed and comes back. Returns its engine.
+fn live_thread(t: LiveThread) -> Engine {
+    let LiveThread {
+        iface,
+        opts,
+        cfg,
+        shared,
+        stop,
+        kernel,
+        index,
+    } = t;
     let mut engine = Engine::new(&cfg);
     let mut last_publish = Instant::now();
-    let mut n: u64 = 0;
-    let publish = |engine: &mut Engine, shared: &SourceShared| {
-        engine.sync_gauges();
-        if let Ok(mut c) = shared.counters.lock() {
-            c.clone_from(&engine.counters);
-        }
-    };
-    'sources: for mut source in sources {
-        loop {
-            shared.heartbeat.fetch_add(1, Ordering::Relaxed);
-            let stopping = stop.load(Ordering::Relaxed);
-            if stopping && !live {
-                break 'sources;
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        let (mut src, info) = match LiveSource::open(&iface, &opts) {
+            Ok(x) => x,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(interface = %iface, "cannot capture yet, retrying every 5 s: {e}");
+                    warned = true;
+                }
+                wait(Duration::from_secs(5), &stop, &shared);
+                continue;
             }
-            match source.next() {
-                Ok(Next::Packet(p)) => {
-                    engine.process(&p);
-                    shared.last_packet_ns.store(p.ts.0, Ordering::Relaxed);
-                    n += 1;
-                    if n & 1023 == 0 && last_publish.elapsed() >= PUBLISH_EVERY {
-                        last_publish = Instant::now();
-                        publish(&mut engine, &shared);
+        };
+        warned = false;
+        if info.buffer_short() {
+            tracing::warn!("{info}");
+        } else {
+            tracing::info!("{info}");
+        }
+        if let Some(ks) = src.take_kernel_stats() {
+            let _ = kernel.send((index, ks));
+        }
+        loop {
+            match pump(
+                &mut src,
+                &mut engine,
+                &shared,
+                &stop,
+                true,
+                &mut last_publish,
+            ) {
+                Ended::Stopped | Ended::End => break,
+                Ended::Failed(e) if e.is_interface_down() => {
+                    if live::interface_index(&iface) == Some(src.ifindex()) {
+                        tracing::warn!(interface = %iface, "interface went down; waiting for it");
+                        continue;
                     }
+                    tracing::warn!(interface = %iface, "interface was removed; reopening when it is back");
+                    break;
                 }
-                Ok(Next::Idle) => {
-                    if stopping {
-                        // Drained: the kernel queue is empty.
-                        break 'sources;
-                    }
-                    engine.expire(wall_now());
-                    if last_publish.elapsed() >= PUBLISH_EVERY {
-                        last_publish = Instant::now();
-                        publish(&mut engine, &shared);
-                    }
-                }
-                Ok(Next::End) => break,
-                Err(e) => {
-                    tracing::error!(interface = %shared.interface, "{e}");
-                    if live {
-                        shared.up.store(0, Ordering::Relaxed);
-                    }
+                Ended::Failed(e) => {
+                    tracing::error!(interface = %iface, "{e}; reopening in 5 s");
+                    wait(Duration::from_secs(5), &stop, &shared);
                     break;
                 }
             }
@@ -199,6 +299,65 @@ fn capture_loop(
     publish(&mut engine, &shared);
     shared.finished.store(true, Ordering::Relaxed);
     engine
+}
+
+/// The thread replaying `[capture] pcap`.
+fn file_thread(
+    sources: Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send>,
+    cfg: EngineConfig,
+    shared: Arc<SourceShared>,
+    stop: Arc<AtomicBool>,
+) -> Engine {
+    let mut engine = Engine::new(&cfg);
+    let mut last_publish = Instant::now();
+    for mut source in sources {
+        match pump(
+            source.as_mut(),
+            &mut engine,
+            &shared,
+            &stop,
+            false,
+            &mut last_publish,
+        ) {
+            Ended::End => {}
+            Ended::Stopped => break,
+            Ended::Failed(e) => tracing::error!("{e}"),
+        }
+    }
+    publish(&mut engine, &shared);
+    shared.finished.store(true, Ordering::Relaxed);
+    engine
+}
+
+/// Once a second: the kernel's drop counters (read by this thread only, as they reset
+/// on read) and the interfaces' up/down state.
+fn stats_thread(
+    shared: Vec<Arc<SourceShared>>,
+    kernel: std::sync::mpsc::Receiver<(usize, KernelStats)>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut readers: Vec<(usize, KernelStats)> = Vec::new();
+    loop {
+        while let Ok(r) = kernel.try_recv() {
+            // A reopened interface replaces its previous reader.
+            readers.retain(|(i, _)| *i != r.0);
+            readers.push(r);
+        }
+        for (i, ks) in &mut readers {
+            if let (Ok(delta), Some(s)) = (ks.update(), shared.get(*i)) {
+                s.kernel_drops.fetch_add(delta.drops, Ordering::Relaxed);
+            }
+        }
+        for s in &shared {
+            let up =
+                live::interface_state(&s.interface).is_some_and(|st| st.admin_up && st.running);
+            s.up.store(u8::from(up), Ordering::Relaxed);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn agent_id(cfg: &AgentConfig) -> String {
@@ -281,22 +440,35 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     let mut shared = Vec::new();
     let mut threads = Vec::new();
     let live = !cfg.capture.interfaces.is_empty();
+    let mut stats_handle = None;
     if live {
-        for iface in &cfg.capture.interfaces {
-            let source =
-                open_live(iface, &cfg).with_context(|| format!("opening interface {iface}"))?;
-            let source: Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send> =
-                Box::new(std::iter::once(source));
+        let opts = LiveOptions::from_config(&cfg.capture)
+            .map_err(|e| anyhow::anyhow!("[capture] exclude: {e}"))?;
+        let (ktx, krx) = std::sync::mpsc::channel();
+        for (index, iface) in cfg.capture.interfaces.iter().enumerate() {
             let s = Arc::new(SourceShared::new(iface));
-            s.up.store(1, Ordering::Relaxed);
             shared.push(Arc::clone(&s));
-            let stop = Arc::clone(&stop);
+            let t = LiveThread {
+                iface: iface.clone(),
+                opts: opts.clone(),
+                cfg: engine_cfg,
+                shared: s,
+                stop: Arc::clone(&stop),
+                kernel: ktx.clone(),
+                index,
+            };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("capture-{iface}"))
-                    .spawn(move || capture_loop(source, engine_cfg, s, stop, true))?,
+                    .spawn(move || live_thread(t))?,
             );
         }
+        let (sh, st) = (shared.clone(), Arc::clone(&stop));
+        stats_handle = Some(
+            std::thread::Builder::new()
+                .name("capture-stats".into())
+                .spawn(move || stats_thread(sh, krx, st))?,
+        );
     } else {
         let source = file_sources(
             cfg.capture.pcap.clone(),
@@ -309,7 +481,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         threads.push(
             std::thread::Builder::new()
                 .name("capture-pcap".into())
-                .spawn(move || capture_loop(source, engine_cfg, s, stop2, false))?,
+                .spawn(move || file_thread(source, engine_cfg, s, stop2))?,
         );
     }
     tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
@@ -367,6 +539,9 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             Err(_) => tracing::error!("a capture thread panicked"),
         }
     }
+    if let Some(h) = stats_handle {
+        let _ = h.join();
+    }
     log_summary(&shared);
     if let Some(path) = summary_json {
         let mut total = Counters::default();
@@ -395,15 +570,4 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Opens a live interface as a packet source.
-fn open_live(
-    iface: &str,
-    _cfg: &AgentConfig,
-) -> Result<Box<dyn PacketSource + Send>, CaptureError> {
-    Err(CaptureError::Interface {
-        iface: iface.to_string(),
-        detail: "live capture is not built in this version yet".into(),
-    })
 }

@@ -16,152 +16,18 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+use common::{Netns, enter, ip, on_thread, skip, veth_pair};
 use infrawatch_agent::capture::bpf::{self, Excluder};
 use infrawatch_agent::capture::live::{self, BufferMethod, LiveOptions, LiveSource};
 use infrawatch_agent::capture::{Next, PacketSource};
-use std::fs::File;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Short receive timeout: an `Idle` comes quickly once the queue is empty.
 const RECV_TIMEOUT: Duration = Duration::from_millis(300);
 const MAX_FRAMES: usize = 10_000;
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP: live capture tests need root (network namespaces, AF_PACKET)");
-        return true;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        println!(
-            "SKIP: live capture tests need root (network namespaces) and iproute2's `ip`, which is missing"
-        );
-        return true;
-    }
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace, deleted on drop (also when the test fails).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        // A leftover of a crashed run with the same pid would make `add` fail.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        // IPv6 off: no router solicitations or MLD reports in the captures. Set before any
-        // interface is moved in, so that `default` applies to it.
-        let path = ns.path();
-        std::thread::spawn(move || {
-            enter(&path);
-            for key in ["all", "default"] {
-                let file = format!("/proc/sys/net/ipv6/conf/{key}/disable_ipv6");
-                // Missing when the host has no IPv6 at all: nothing to disable.
-                let _ = std::fs::write(file, "1");
-            }
-        })
-        .join()
-        .unwrap();
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Moves the calling thread into a network namespace.
-fn enter(path: &str) {
-    let f = File::open(path).unwrap();
-    // SAFETY: `f` is an open namespace file for the whole call; setns only affects the
-    // calling thread's network namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-}
-
-/// Two namespaces `a` and `b` joined by a veth pair, on 198.18.`third_octet`.0/24 (inside
-/// 198.18.0.0/15): `.1` in A, `.2` in B.
-struct Pair {
-    a: Netns,
-    b: Netns,
-    vb: String,
-    addr_a: String,
-    addr_b: String,
-}
-
-fn veth_pair(tag: char, third_octet: u8) -> Pair {
-    let pid = std::process::id();
-    let a = Netns::new(format!("iw-live-{pid}-{tag}a"));
-    let b = Netns::new(format!("iw-live-{pid}-{tag}b"));
-    let va = format!("iw{pid}{tag}a");
-    let vb = format!("iw{pid}{tag}b");
-    ip(&[
-        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
-    ]);
-    let addr_a = format!("198.18.{third_octet}.1");
-    let addr_b = format!("198.18.{third_octet}.2");
-    ip(&[
-        "-n",
-        &a.name,
-        "addr",
-        "add",
-        &format!("{addr_a}/24"),
-        "dev",
-        &va,
-    ]);
-    ip(&[
-        "-n",
-        &b.name,
-        "addr",
-        "add",
-        &format!("{addr_b}/24"),
-        "dev",
-        &vb,
-    ]);
-    ip(&["-n", &a.name, "link", "set", &va, "up"]);
-    ip(&["-n", &b.name, "link", "set", &vb, "up"]);
-    Pair {
-        a,
-        b,
-        vb,
-        addr_a,
-        addr_b,
-    }
-}
-
-/// Runs `f` on a fresh thread (it may join namespaces; the test thread stays put).
-fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match std::thread::spawn(f).join() {
-        Ok(v) => v,
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
 
 fn opts(exclude: &[&str]) -> LiveOptions {
     let exprs: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();

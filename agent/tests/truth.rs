@@ -93,7 +93,12 @@ const IEC104_REQUESTS: &[(&str, &[(&str, u64)])] = &[
 
 /// DNP3 captures where tshark 4.0's own counts are wrong, with the corrected counts:
 /// (file, requests, answers, why).
-type Correction = (&'static str, &'static [(&'static str, u64)], u64, &'static str);
+type Correction = (
+    &'static str,
+    &'static [(&'static str, u64)],
+    u64,
+    &'static str,
+);
 
 const DNP3_CORRECTED: &[Correction] = &[(
     "dnp3/icsnpp_dnp3_example.pcap",
