@@ -37,7 +37,7 @@ if [ ${#need[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture: answer no, without a prompt.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
-  $SUDO -E apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  ${SUDO:+$SUDO -E} apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

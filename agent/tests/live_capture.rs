@@ -235,11 +235,11 @@ fn veth_frames_are_captured_once_and_the_source_survives_link_down() {
         assert_each_once(&cap.udp_payloads(4000), "veth", 50);
         assert_unique(&cap.udp_payloads(3999));
         assert!(cap.arp() >= 1, "A's ARP request for B is captured");
-        // B's own frames (ARP replies, ICMP port unreachable) are outgoing: dropped.
-        assert_eq!(
-            cap.sent_by(octets(&addr_b)),
-            0,
-            "no outgoing frame captured"
+        // B's own frames (ARP replies, ICMP port unreachable for the datagrams nobody
+        // listens to) are the host's own traffic: kept on a real interface, once each.
+        assert!(
+            cap.sent_by(octets(&addr_b)) >= 1,
+            "the capturing host's own frames are seen"
         );
         let ts: Vec<u64> = cap.frames.iter().map(|f| f.ts).collect();
         assert!(

@@ -8,10 +8,12 @@
 //! frame that still carries its tag (EtherType 0x8100) matches no IP or port primitive, so
 //! it is kept, never wrongly dropped. It:
 //!
-//! 1. drops frames the host itself sends (`skb->pkt_type == PACKET_OUTGOING`, read through
-//!    the ancillary load `SKF_AD_OFF + SKF_AD_PKTTYPE`, see `Documentation/networking/
-//!    filter.rst`), so that on `lo` every frame is seen once and a sensor's own traffic on
-//!    a mirror port is not counted twice;
+//! 1. on loopback, drops the outgoing copy of every frame (`skb->pkt_type ==
+//!    PACKET_OUTGOING`, read through the ancillary load `SKF_AD_OFF + SKF_AD_PKTTYPE`, see
+//!    `Documentation/networking/filter.rst`): `lo` delivers each frame twice, as sent and
+//!    as received, so it is counted once (libpcap does the same). On other interfaces the
+//!    host's own frames are kept: an agent on an HMI must see both directions of the
+//!    HMI's own conversations;
 //! 2. drops frames matched by any exclude expression;
 //! 3. accepts everything else with a snap length of [`SNAPLEN`].
 //!
@@ -588,9 +590,22 @@ fn to_k(d: usize) -> Result<u32, CompileError> {
     u32::try_from(d).map_err(|_| CompileError::Internal("jump too long"))
 }
 
-/// Compiles exclude filters into the capture socket's program (see the module doc).
+/// Compiles exclude filters into the program of a loopback capture socket (outgoing
+/// copies dropped); the longest program an exclude list can give.
 pub fn compile(exclude: &[Filter]) -> Result<Vec<sock_filter>, CompileError> {
-    let mut drop_if = vec![test(Load::PktType, Cmp::Eq(u32::from(PACKET_OUTGOING)))];
+    compile_for(exclude, true)
+}
+
+/// Compiles exclude filters into a capture socket's program; `drop_outgoing` for
+/// loopback interfaces (see the module doc).
+pub fn compile_for(
+    exclude: &[Filter],
+    drop_outgoing: bool,
+) -> Result<Vec<sock_filter>, CompileError> {
+    let mut drop_if = Vec::new();
+    if drop_outgoing {
+        drop_if.push(test(Load::PktType, Cmp::Eq(u32::from(PACKET_OUTGOING))));
+    }
     drop_if.extend(exclude.iter().map(filter_node));
     let mut g = Gen::default();
     let accept = g.label();

@@ -320,10 +320,6 @@ impl LiveSource {
     /// CAP_NET_RAW; CAP_NET_ADMIN too for a buffer above `net.core.rmem_max`.
     pub fn open(iface: &str, opts: &LiveOptions) -> Result<(LiveSource, OpenInfo), CaptureError> {
         let name = ifname(iface)?;
-        let program = bpf::compile(&opts.exclude).map_err(|e| CaptureError::Interface {
-            iface: iface.to_string(),
-            detail: e.to_string(),
-        })?;
         let err = |op: &'static str| move |e: io::Error| os_error(iface, op, e);
 
         // Protocol 0: no frame is queued until the bind below.
@@ -369,6 +365,12 @@ impl LiveSource {
         }
         let state =
             flags(fd.as_fd(), &name).map_err(err("reading the interface flags (SIOCGIFFLAGS)"))?;
+        // Loopback delivers every frame twice (sent and received): keep one.
+        let program = bpf::compile_for(&opts.exclude, hardware_type == libc::ARPHRD_LOOPBACK)
+            .map_err(|e| CaptureError::Interface {
+                iface: iface.to_string(),
+                detail: e.to_string(),
+            })?;
 
         attach(fd.as_fd(), &bpf::drop_all())
             .map_err(err("attaching the BPF filter (SO_ATTACH_FILTER)"))?;

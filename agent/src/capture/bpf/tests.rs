@@ -859,3 +859,17 @@ fn to_text(f: &Filter) -> String {
         },
     }
 }
+
+#[test]
+fn outgoing_frames_are_kept_off_loopback() {
+    let frame = [0u8; 60];
+    let lo = compile_for(&[], true).unwrap();
+    let eth = compile_for(&[], false).unwrap();
+    assert_eq!(run(&lo, &frame, PACKET_OUTGOING), 0);
+    assert_eq!(run(&lo, &frame, PACKET_HOST), SNAPLEN);
+    assert_eq!(run(&eth, &frame, PACKET_OUTGOING), SNAPLEN);
+    assert_eq!(run(&eth, &frame, PACKET_HOST), SNAPLEN);
+    let udp4000 = parse_all(&["udp and port 4000".to_string()]).unwrap();
+    let eth = compile_for(&udp4000, false).unwrap();
+    assert_eq!(run(&eth, &frame, PACKET_OUTGOING), SNAPLEN);
+}
