@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 scripts/setup-test-deps.sh
 
+# Property tests draw the same cases on every run of the gate (a failure reproduces);
+# run `cargo test` without it locally to explore new ones.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261126}"
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"

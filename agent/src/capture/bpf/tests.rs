@@ -575,7 +575,11 @@ fn either(dir: Dir, src: impl Fn() -> bool, dst: impl Fn() -> bool) -> bool {
 }
 
 fn prefix_eq(fr: &[u8], off: usize, net: &[u8], prefix: u32) -> bool {
-    // Only the words the prefix covers are read (and must be present).
+    // Only the words the prefix covers are read (and must be present); a /0 reads none,
+    // so it matches any packet of the family, however short (as the compiled program).
+    if prefix == 0 {
+        return true;
+    }
     let words = prefix.div_ceil(32) as usize;
     let Some(field) = fr.get(off..off + words * 4) else {
         return false;
