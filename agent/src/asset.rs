@@ -313,19 +313,24 @@ impl Assets {
     /// An IP endpoint of a new flow, sending with `mac` (if known) and `ttl`, or
     /// receiving (`ttl = None`).
     pub fn endpoint(&mut self, ip: Addr, mac: Option<Mac>, ttl: Option<u8>, ts: Ts) {
-        if let (Some(mac), Some(ttl)) = (mac, ttl)
-            && ttl_initial(ttl)
-            && unicast(&mac)
-        {
-            self.bind(ip, mac, true, ts);
+        // Called once per new flow: two table lookups on the common paths.
+        let inferable = match (mac, ttl) {
+            (Some(m), Some(t)) if ttl_initial(t) && unicast(&m) => Some(m),
+            _ => None,
+        };
+        let bound = self.bindings.find(&ip).map(|s| (s, self.bindings.get(s).copied().unwrap_or_default()));
+        match (bound, inferable) {
+            (Some((s, b)), m) if m.is_none_or(|m| m == b.mac) || !b.inferred => {
+                self.bindings.touch(s, Self::epoch(ts));
+                self.upsert(AssetKey::Mac(b.mac), ts);
+            }
+            (_, Some(m)) => self.bind(ip, m, true, ts),
+            (_, None) => {
+                if is_unicast_ip(ip) {
+                    self.upsert(AssetKey::Ip(ip), ts);
+                }
+            }
         }
-        let key = self.key_of(ip);
-        if let AssetKey::Ip(addr) = key
-            && !is_unicast_ip(addr)
-        {
-            return;
-        }
-        self.upsert(key, ts);
     }
 
     /// Records that `server` answered `proto` for `client`.

@@ -472,12 +472,10 @@ impl Engine {
         let side = flow.side(from_a);
         // Assets: each endpoint once per flow, when it first sends.
         let bit = if from_a { 1 } else { 2 };
+        // (Only senders: an address nobody has heard from is not a device seen.)
         if flow.noted & bit == 0 {
             flow.noted |= bit;
             assets.endpoint(ip.src, frame.src_mac, Some(ip.ttl), ts);
-            if flow.noted & 3 == bit {
-                assets.endpoint(ip.dst, None, None, ts);
-            }
         }
         if flow.class == Class::Decided {
             let c = counters.proto(flow.proto);
