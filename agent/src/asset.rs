@@ -14,7 +14,6 @@ use crate::decode::{Addr, Mac, fmt_mac};
 use crate::dissect::Identity;
 use crate::lru::LruMap;
 use crate::proto::Proto;
-use std::hash::Hash;
 
 /// Inferred (TTL-based) IPs a MAC may collect before it is taken for a router.
 pub const MAX_INFERRED: u8 = 16;
@@ -24,12 +23,30 @@ pub const MAX_IPS: usize = 4;
 pub const MAX_IDENTITY: usize = 64;
 
 /// How an asset is known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AssetKey {
     #[default]
     None,
     Mac(Mac),
     Ip(Addr),
+}
+
+impl std::hash::Hash for AssetKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self {
+            AssetKey::None => h.write_u64(0),
+            AssetKey::Mac(m) => {
+                h.write_u64(u64::from_be_bytes([
+                    1, 0, m[0], m[1], m[2], m[3], m[4], m[5],
+                ]));
+            }
+            AssetKey::Ip(ip) => {
+                let (lo, hi) = ip.words();
+                h.write_u64(lo ^ 2);
+                h.write_u64(hi);
+            }
+        }
+    }
 }
 
 /// What a protocol said about the device, trimmed to printable text.
@@ -241,11 +258,16 @@ impl Assets {
     /// Binds `ip` to `mac`. Evidence bindings (ARP/NDP/DHCP) always win; inferred ones
     /// never replace evidence and stop for a MAC that looks like a router.
     pub fn bind(&mut self, ip: Addr, mac: Mac, inferred: bool, ts: Ts) {
+        let existing = self.bindings.find(&ip);
+        self.bind_at(existing, ip, mac, inferred, ts);
+    }
+
+    /// [`Assets::bind`] with the binding's slot already looked up.
+    fn bind_at(&mut self, existing: Option<u32>, ip: Addr, mac: Mac, inferred: bool, ts: Ts) {
         if !unicast(&mac) || ip == Addr::default() || ip == Addr::v4([0, 0, 0, 0]) {
             return;
         }
         let epoch = Self::epoch(ts);
-        let existing = self.bindings.find(&ip);
         if let Some(s) = existing {
             let old = self.bindings.get(s).copied().unwrap_or_default();
             self.bindings.touch(s, epoch);
@@ -318,13 +340,14 @@ impl Assets {
             (Some(m), Some(t)) if ttl_initial(t) && unicast(&m) => Some(m),
             _ => None,
         };
-        let bound = self.bindings.find(&ip).map(|s| (s, self.bindings.get(s).copied().unwrap_or_default()));
+        let slot = self.bindings.find(&ip);
+        let bound = slot.map(|s| (s, self.bindings.get(s).copied().unwrap_or_default()));
         match (bound, inferable) {
             (Some((s, b)), m) if m.is_none_or(|m| m == b.mac) || !b.inferred => {
                 self.bindings.touch(s, Self::epoch(ts));
                 self.upsert(AssetKey::Mac(b.mac), ts);
             }
-            (_, Some(m)) => self.bind(ip, m, true, ts),
+            (_, Some(m)) => self.bind_at(slot, ip, m, true, ts),
             (_, None) => {
                 if is_unicast_ip(ip) {
                     self.upsert(AssetKey::Ip(ip), ts);

@@ -9,7 +9,9 @@
 
 use crate::capture::LinkType;
 use crate::proto::Proto;
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{
+    Icmpv4Slice, Icmpv6Slice, IgmpSlice, LaxIpv4Slice, LaxIpv6Slice, TcpSlice, UdpSlice,
+};
 
 /// The layer at which decoding failed (a bounded label set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,10 +66,29 @@ impl Layer {
 }
 
 /// An IP address in 16 bytes: IPv6 as is, IPv4 as `::ffff:a.b.c.d`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Addr(pub [u8; 16]);
 
+impl std::hash::Hash for Addr {
+    /// Two words (the derive would hash a length-prefixed slice).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (lo, hi) = self.words();
+        h.write_u64(lo);
+        h.write_u64(hi);
+    }
+}
+
 impl Addr {
+    /// The address as two native-endian words.
+    #[inline]
+    pub fn words(&self) -> (u64, u64) {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(self.0.get(..8).unwrap_or(&[0; 8]));
+        hi.copy_from_slice(self.0.get(8..).unwrap_or(&[0; 8]));
+        (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
+    }
+
     pub fn v4(a: [u8; 4]) -> Addr {
         let mut b = [0u8; 16];
         b[10] = 0xff;
@@ -384,46 +405,50 @@ fn arp(p: &[u8]) -> Option<Arp> {
 
 /// IPv4/IPv6 and the transport header, by etherparse.
 fn ip(ethertype: u16, data: &[u8]) -> L3<'_> {
-    let pkt = LaxSlicedPacket::from_ether_type(EtherType(ethertype), data);
-    let ip_layer = if ethertype == ETH_IPV4 {
-        Layer::Ipv4
-    } else {
-        Layer::Ipv6
-    };
-    let Some(net) = &pkt.net else {
-        return L3::Malformed(ip_layer);
-    };
-    let (src, dst, ttl, frag_offset_nonzero, frag_id, fragmented, payload) = match net {
-        LaxNetSlice::Ipv4(v4) => {
+    // The network and transport slices are taken one by one (etherparse's lax slices)
+    // rather than through `LaxSlicedPacket`, which builds the whole layered view and
+    // costs several times more per packet.
+    let (ip_layer, src, dst, ttl, frag_offset_nonzero, frag_id, fragmented, payload) =
+        if ethertype == ETH_IPV4 {
+            let Ok((v4, auth_err)) = LaxIpv4Slice::from_slice(data) else {
+                return L3::Malformed(Layer::Ipv4);
+            };
+            if auth_err.is_some() {
+                return L3::Malformed(Layer::Ipv4);
+            }
             let h = v4.header();
-            let off = h.fragments_offset().value();
             (
+                Layer::Ipv4,
                 Addr::v4(h.source()),
                 Addr::v4(h.destination()),
                 h.ttl(),
-                off != 0,
+                h.fragments_offset().value() != 0,
                 u32::from(h.identification()),
                 v4.is_payload_fragmented(),
-                v4.payload(),
+                v4.payload().clone(),
             )
-        }
-        LaxNetSlice::Ipv6(v6) => {
+        } else {
+            let Ok((v6, ext_err)) = LaxIpv6Slice::from_slice(data) else {
+                return L3::Malformed(Layer::Ipv6);
+            };
+            if ext_err.is_some() {
+                return L3::Malformed(Layer::Ipv6);
+            }
             let h = v6.header();
             // Read the fragment header ourselves: etherparse 0.21's extension iterator
             // reads past the end of a truncated header chain (found by our fuzzer).
             let (nonzero, id) = ipv6_fragment(data).unwrap_or((false, 0));
             (
+                Layer::Ipv6,
                 Addr::v6(h.source()),
                 Addr::v6(h.destination()),
                 h.hop_limit(),
                 nonzero,
                 id,
                 v6.is_payload_fragmented(),
-                v6.payload(),
+                v6.payload().clone(),
             )
-        }
-        LaxNetSlice::Arp(_) => return L3::Arp(None),
-    };
+        };
     let proto = payload.ip_number.0;
     let mut out = Ip {
         src,
@@ -434,49 +459,58 @@ fn ip(ethertype: u16, data: &[u8]) -> L3<'_> {
         frag_id,
         l4: L4::Other(proto),
     };
-    if fragmented && frag_offset_nonzero {
-        out.l4 = L4::Fragment;
+    if fragmented {
+        out.l4 = if frag_offset_nonzero {
+            L4::Fragment
+        } else {
+            // A first fragment carries the transport header but not the whole payload.
+            first_fragment_transport(proto, payload.payload).unwrap_or(L4::Other(proto))
+        };
         return L3::Ip(out);
     }
-    if let Some((_, layer)) = &pkt.stop_err {
-        // The transport header could not be read.
-        use etherparse::err::Layer as EL;
-        let l = match layer {
-            EL::TcpHeader => Layer::Tcp,
-            EL::UdpHeader | EL::UdpPayload => Layer::Udp,
-            EL::Icmpv4 | EL::Icmpv4Timestamp | EL::Icmpv4TimestampReply => Layer::Icmp,
-            EL::Icmpv6 => Layer::Icmpv6,
-            EL::Igmp => Layer::Igmp,
-            _ => ip_layer,
-        };
-        return L3::Malformed(l);
-    }
-    out.l4 = match &pkt.transport {
-        Some(TransportSlice::Tcp(t)) => L4::Tcp {
-            sport: t.source_port(),
-            dport: t.destination_port(),
-            seq: t.sequence_number(),
-            flags: t.header_slice().get(13).copied().unwrap_or(0),
-            payload: t.payload(),
+    let p = payload.payload;
+    out.l4 = match proto {
+        6 => match TcpSlice::from_slice(p) {
+            Ok(t) => L4::Tcp {
+                sport: t.source_port(),
+                dport: t.destination_port(),
+                seq: t.sequence_number(),
+                flags: t.header_slice().get(13).copied().unwrap_or(0),
+                payload: t.payload(),
+            },
+            Err(_) => return L3::Malformed(Layer::Tcp),
         },
-        Some(TransportSlice::Udp(u)) => L4::Udp {
-            sport: u.source_port(),
-            dport: u.destination_port(),
-            payload: u.payload(),
+        17 => match UdpSlice::from_slice_lax(p) {
+            Ok(u) => L4::Udp {
+                sport: u.source_port(),
+                dport: u.destination_port(),
+                payload: u.payload(),
+            },
+            Err(_) => return L3::Malformed(Layer::Udp),
         },
-        Some(TransportSlice::Icmpv4(i)) => L4::Icmp {
-            icmp_type: i.type_u8(),
-            code: i.code_u8(),
-            payload: i.payload(),
+        1 => match Icmpv4Slice::from_slice(p) {
+            Ok(i) => L4::Icmp {
+                icmp_type: i.type_u8(),
+                code: i.code_u8(),
+                payload: i.payload(),
+            },
+            Err(_) => return L3::Malformed(Layer::Icmp),
         },
-        Some(TransportSlice::Icmpv6(i)) => L4::Icmpv6 {
-            icmp_type: i.type_u8(),
-            code: i.code_u8(),
-            payload: i.payload(),
+        58 => match Icmpv6Slice::from_slice(p) {
+            Ok(i) => L4::Icmpv6 {
+                icmp_type: i.type_u8(),
+                code: i.code_u8(),
+                payload: i.payload(),
+            },
+            Err(_) => return L3::Malformed(Layer::Icmpv6),
         },
-        Some(TransportSlice::Igmp(_)) => L4::Igmp,
-        None => first_fragment_transport(proto, payload.payload).unwrap_or(L4::Other(proto)),
+        2 => match IgmpSlice::from_slice(p) {
+            Ok(_) => L4::Igmp,
+            Err(_) => return L3::Malformed(Layer::Igmp),
+        },
+        _ => L4::Other(proto),
     };
+    let _ = ip_layer;
     L3::Ip(out)
 }
 

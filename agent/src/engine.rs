@@ -194,6 +194,8 @@ pub struct Engine {
     last_expiry_sec: u64,
     top: TopFlows,
     sstats: StreamStats,
+    /// Where a probe buffer and a new segment are joined (reused, not zeroed per packet).
+    scratch: Box<[u8; BLOCK]>,
     /// Time of the newest packet seen.
     pub now: Ts,
 }
@@ -320,6 +322,7 @@ impl Engine {
             last_expiry_sec: 0,
             top: TopFlows::default(),
             sstats: StreamStats::default(),
+            scratch: Box::new([0u8; BLOCK]),
             now: Ts(0),
         }
     }
@@ -453,6 +456,7 @@ impl Engine {
             stream_pool,
             app_pool,
             sstats,
+            scratch,
             ..
         } = self;
         let Some(flow) = flows.get_mut(slot) else {
@@ -496,7 +500,6 @@ impl Engine {
         };
         // Stream bytes of this segment already taken by the probe buffer (TCP): fed to
         // the dissector as they are instead of going through `accept` again.
-        let mut scratch = [0u8; BLOCK];
         let mut accepted: Option<&[u8]> = None;
         if flow.class == Class::Pending {
             let tcp = flags.is_some();

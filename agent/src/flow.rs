@@ -27,17 +27,17 @@ impl std::hash::Hash for FlowKey {
     /// Five words instead of field by field (the derive hashes each array as a slice,
     /// with its length): this runs for every packet.
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let w = |b: &[u8; 16], i: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(b.get(i..i + 8).unwrap_or(&[0; 8]));
-            u64::from_ne_bytes(x)
-        };
-        h.write_u64(w(&self.a.0, 0));
-        h.write_u64(w(&self.a.0, 8));
-        h.write_u64(w(&self.b.0, 0));
-        h.write_u64(w(&self.b.0, 8));
+        let (a0, a1) = self.a.words();
+        let (b0, b1) = self.b.words();
+        h.write_u64(a0);
+        h.write_u64(a1);
+        h.write_u64(b0);
+        h.write_u64(b1);
         h.write_u64(
-            u64::from(self.a_port) | u64::from(self.b_port) << 16 | u64::from(self.ip_proto) << 32 | u64::from(self.vlan) << 40,
+            u64::from(self.a_port)
+                | (u64::from(self.b_port) << 16)
+                | (u64::from(self.ip_proto) << 32)
+                | (u64::from(self.vlan) << 40),
         );
     }
 }
