@@ -174,8 +174,12 @@ if parts:
         v = parts.get(key)
         breakdown[key] = None if v is None else v / n
         print("  %-36s %s" % (key, "n/a" if v is None else "%10.1f" % (v / n)))
+path_ipp = None
+if breakdown.get("read (PcapFile::next)") is not None and breakdown.get("packet path (Engine::process)") is not None:
+    path_ipp = breakdown["read (PcapFile::next)"] + breakdown["packet path (Engine::process)"]
+    print("per packet, read + packet path (the figure to compare between builds): %.1f instructions" % path_ipp)
 json.dump({"file": path, "runs": res, "instructions_per_packet": ipp, "spread_percent": round(spread, 4),
-           "breakdown_per_packet": breakdown},
+           "breakdown_per_packet": breakdown, "packet_path_instructions_per_packet": path_ipp},
           open("%s/callgrind.json" % cg, "w"), indent=2)
 print("JSON in %s/callgrind.json; profiles %s/file.N.out (callgrind_annotate)" % (cg, cg))
 PY

@@ -441,6 +441,8 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     let mut threads = Vec::new();
     let live = !cfg.capture.interfaces.is_empty();
     let mut stats_handle = None;
+    // The stats thread stops after the capture threads, for a last read of the drops.
+    let stats_stop = Arc::new(AtomicBool::new(false));
     if live {
         let opts = LiveOptions::from_config(&cfg.capture)
             .map_err(|e| anyhow::anyhow!("[capture] exclude: {e}"))?;
@@ -463,7 +465,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                     .spawn(move || live_thread(t))?,
             );
         }
-        let (sh, st) = (shared.clone(), Arc::clone(&stop));
+        let (sh, st) = (shared.clone(), Arc::clone(&stats_stop));
         stats_handle = Some(
             std::thread::Builder::new()
                 .name("capture-stats".into())
@@ -539,6 +541,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             Err(_) => tracing::error!("a capture thread panicked"),
         }
     }
+    stats_stop.store(true, Ordering::Relaxed);
     if let Some(h) = stats_handle {
         let _ = h.join();
     }
@@ -557,7 +560,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             Some(e) => &e.assets,
             None => bail!("no capture thread finished"),
         };
-        let summary = Summary::build(
+        let mut summary = Summary::build(
             &total,
             cfg.capture.pcap.len(),
             &top,
@@ -565,6 +568,20 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             Vec::new(),
             0.0,
         );
+        if live {
+            summary.interfaces = shared
+                .iter()
+                .map(|s| {
+                    let last = s.last_packet_ns.load(Ordering::Relaxed);
+                    crate::summary::InterfaceSummary {
+                        interface: s.interface.clone(),
+                        up: s.up.load(Ordering::Relaxed) == 1,
+                        kernel_drops: s.kernel_drops.load(Ordering::Relaxed),
+                        last_packet: (last > 0).then(|| Ts(last).rfc3339()),
+                    }
+                })
+                .collect();
+        }
         let text = serde_json::to_string(&summary)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }

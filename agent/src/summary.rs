@@ -55,6 +55,17 @@ pub struct AssetSummary {
     pub last_seen: String,
 }
 
+/// A capture interface of `run` (absent for replayed files).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct InterfaceSummary {
+    pub interface: String,
+    pub up: bool,
+    /// Frames the kernel dropped before the agent read them (PACKET_STATISTICS).
+    pub kernel_drops: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_packet: Option<String>,
+}
+
 /// Counters that are not per protocol.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Health {
@@ -92,6 +103,9 @@ pub struct Summary {
     pub health: Health,
     pub top_flows: Vec<TopFlow>,
     pub asset_inventory: Vec<AssetSummary>,
+    /// Live capture interfaces (`run` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceSummary>,
 }
 
 fn nonzero<K: Ord, I: IntoIterator<Item = (K, u64)>>(it: I) -> BTreeMap<K, u64> {
@@ -181,6 +195,7 @@ impl Summary {
             },
             top_flows: top.iter().map(top_flow).collect(),
             asset_inventory: assets.iter().map(asset_summary).collect(),
+            interfaces: Vec::new(),
         }
     }
 

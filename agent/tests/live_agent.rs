@@ -339,6 +339,11 @@ fn agent_counts_a_real_modbus_exchange_and_icmp_exactly() {
     // Handshake, 12 requests and answers, teardown: at least 24 frames, all modbus.
     assert!(packets(&live, "modbus") >= u64::from(2 * (READS + WRITES)));
     assert_eq!(live["protocols"]["modbus"]["flows"], 1);
+    let iface = &live["interfaces"][0];
+    assert_eq!(iface["interface"], pair.vb.as_str());
+    assert_eq!(iface["up"], true);
+    assert_eq!(iface["kernel_drops"], 0);
+    assert!(iface["last_packet"].is_string());
     assert!(
         live["protocols"].get("other-tcp").is_none(),
         "{}",
