@@ -742,16 +742,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    const ON_PORT: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const OFF_PORT: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const ON_PORT: Hint = Hint::client(true, true);
+    const OFF_PORT: Hint = Hint::client(false, true);
 
     /// A link frame with correct CRCs (clause 9 layout).
     fn link_frame(control: u8, dest: u16, src: u16, user: &[u8]) -> Vec<u8> {

@@ -570,16 +570,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    const ON_PORT: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const OFF_PORT: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const ON_PORT: Hint = Hint::client(true, true);
+    const OFF_PORT: Hint = Hint::client(false, true);
 
     fn i_frame(ns: u16, nr: u16, asdu: &[u8]) -> Vec<u8> {
         let mut v = vec![START, (4 + asdu.len()) as u8];

@@ -157,6 +157,18 @@ pub struct Hint {
     pub from_client: bool,
 }
 
+impl Hint {
+    /// A hint for a payload sent by the client: `port` on the protocol's registered
+    /// port, over TCP or UDP.
+    pub const fn client(port: bool, tcp: bool) -> Hint {
+        Hint {
+            port,
+            tcp,
+            from_client: true,
+        }
+    }
+}
+
 /// Length of the message at the start of a stream buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameLen {

@@ -59,16 +59,8 @@ pub fn probe(payload: &[u8], hint: Hint) -> Probe {
 mod tests {
     use super::*;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, false);
+    const OFF: Hint = Hint::client(false, false);
 
     fn discover() -> Vec<u8> {
         let mut m = vec![0u8; 300];

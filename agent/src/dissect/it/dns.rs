@@ -200,26 +200,10 @@ mod tests {
     use super::*;
     use crate::dissect::testutil::hex;
 
-    const UDP53: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const UDP_OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
-    const TCP53: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const TCP_OFF: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const UDP53: Hint = Hint::client(true, false);
+    const UDP_OFF: Hint = Hint::client(false, false);
+    const TCP53: Hint = Hint::client(true, true);
+    const TCP_OFF: Hint = Hint::client(false, true);
 
     /// Query for www.example.com A, id 0x1234, RD.
     fn query() -> Vec<u8> {

@@ -135,16 +135,8 @@ fn request_line(p: &[u8], at: usize) -> Probe {
 mod tests {
     use super::*;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, true);
+    const OFF: Hint = Hint::client(false, true);
 
     #[test]
     fn requests_match_on_any_port() {

@@ -172,26 +172,10 @@ mod tests {
     use super::*;
     use crate::dissect::testutil::hex;
 
-    const UDP137: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const UDP_OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
-    const TCP139: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const TCP_OFF: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const UDP137: Hint = Hint::client(true, false);
+    const UDP_OFF: Hint = Hint::client(false, false);
+    const TCP139: Hint = Hint::client(true, true);
+    const TCP_OFF: Hint = Hint::client(false, true);
 
     /// "WORKGROUP<1d>" first-level encoded, no scope (zeek_wikipedia.pcap frame 132).
     const NAME: &str = "20 464845504643454c45484643455046464641434143414341434143414341424e 00";

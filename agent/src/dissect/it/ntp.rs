@@ -104,16 +104,8 @@ mod tests {
     use super::*;
     use crate::dissect::testutil::hex;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, false);
+    const OFF: Hint = Hint::client(false, false);
 
     /// zeek_ntp.pcap frame 1 (v4 client).
     fn client() -> Vec<u8> {

@@ -140,16 +140,8 @@ mod tests {
     use super::*;
     use crate::dissect::testutil::hex;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, false);
+    const OFF: Hint = Hint::client(false, false);
 
     #[test]
     fn v1_get_and_response_match_on_any_port() {

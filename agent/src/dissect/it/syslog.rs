@@ -96,16 +96,8 @@ fn rfc3164(r: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: false,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: false,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, false);
+    const OFF: Hint = Hint::client(false, false);
 
     #[test]
     fn messages_match() {

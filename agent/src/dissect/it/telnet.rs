@@ -117,16 +117,8 @@ mod tests {
     use super::*;
     use crate::dissect::testutil::hex;
 
-    const PORT: Hint = Hint {
-        port: true,
-        tcp: true,
-        from_client: true,
-    };
-    const OFF: Hint = Hint {
-        port: false,
-        tcp: true,
-        from_client: true,
-    };
+    const PORT: Hint = Hint::client(true, true);
+    const OFF: Hint = Hint::client(false, true);
 
     #[test]
     fn negotiation_matches() {
