@@ -476,7 +476,7 @@ fn receive_cost_ours_and_pnets() {
         println!("ours: {n} frames, {ours:.0} ns of CPU per frame");
 
         // pnet on a dup of the same socket (it sets O_NONBLOCK on the shared file).
-        let iface = pnet_datalink::NetworkInterface {
+        let iface = pnet::datalink::NetworkInterface {
             name: vb.clone(),
             description: String::new(),
             index,
@@ -485,16 +485,16 @@ fn receive_cost_ours_and_pnets() {
             flags: 0,
         };
         for timeout in [Some(Duration::from_secs(1)), None] {
-            let config = pnet_datalink::linux::Config {
+            let config = pnet::datalink::linux::Config {
                 read_buffer_size: live::FRAME_BUFFER,
                 write_buffer_size: 0,
                 read_timeout: timeout,
                 promiscuous: false,
                 socket_fd: Some(nix_dup(pnet_fd)),
-                ..pnet_datalink::linux::Config::default()
+                ..pnet::datalink::linux::Config::default()
             };
-            let pnet_datalink::Channel::Ethernet(_tx, mut rx) =
-                pnet_datalink::linux::channel(&iface, config).unwrap()
+            let pnet::datalink::Channel::Ethernet(_tx, mut rx) =
+                pnet::datalink::linux::channel(&iface, config).unwrap()
             else {
                 panic!("not an Ethernet channel");
             };

@@ -294,7 +294,7 @@ pub struct LiveSource {
     iface: String,
     ifindex: u32,
     fd: OwnedFd,
-    rx: Box<dyn pnet_datalink::DataLinkReceiver>,
+    rx: Box<dyn pnet::datalink::DataLinkReceiver>,
     stats: Arc<LiveStats>,
     kernel_stats: Option<KernelStats>,
 }
@@ -447,7 +447,7 @@ impl LiveSource {
         timeout: Duration,
     ) -> Result<LiveSource, CaptureError> {
         let pnet_fd = fd.try_clone().map_err(|e| os_error(iface, "dup", e))?;
-        let interface = pnet_datalink::NetworkInterface {
+        let interface = pnet::datalink::NetworkInterface {
             name: iface.to_string(),
             description: String::new(),
             index: ifindex,
@@ -455,17 +455,17 @@ impl LiveSource {
             ips: Vec::new(),
             flags: 0,
         };
-        let config = pnet_datalink::Config {
+        let config = pnet::datalink::Config {
             read_buffer_size: FRAME_BUFFER,
             write_buffer_size: 64,
             read_timeout: Some(timeout),
             promiscuous: false,
             // pnet owns this duplicate from here on and closes it with the channel.
             socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(pnet_fd)),
-            ..pnet_datalink::Config::default()
+            ..pnet::datalink::Config::default()
         };
-        let rx = match pnet_datalink::channel(&interface, config) {
-            Ok(pnet_datalink::Channel::Ethernet(_tx, rx)) => rx,
+        let rx = match pnet::datalink::channel(&interface, config) {
+            Ok(pnet::datalink::Channel::Ethernet(_tx, rx)) => rx,
             Ok(_) => {
                 return Err(CaptureError::Interface {
                     iface: iface.to_string(),
