@@ -294,6 +294,28 @@ commands! {
     S7pInitSsl => (S7commplus, "init_ssl", Other),
     S7pNotification => (S7commplus, "notification", Other),
     S7pUnknown => (S7commplus, "unknown", Other),
+
+    // MMS (ISO 9506-2), confirmed services and unconfirmed reports.
+    MmsUnknown => (Mms, "unknown", Other),
+
+    // EtherNet/IP encapsulation commands and CIP services.
+    EnipUnknown => (Enip, "unknown", Other),
+
+    // BACnet (ASHRAE 135) services.
+    BacnetUnknown => (Bacnet, "unknown", Other),
+
+    // OPC UA binary (IEC 62541-6) message types and services.
+    OpcuaUnknown => (Opcua, "unknown", Other),
+
+    // MQTT 3.1.1 / 5 control packets.
+    MqttUnknown => (Mqtt, "unknown", Other),
+
+    // GOOSE and sampled values.
+    GooseUnknown => (Goose, "unknown", Other),
+    SvUnknown => (Sv, "unknown", Other),
+
+    // PROFINET RT, DCP and IO-CM.
+    ProfinetUnknown => (Profinet, "unknown", Other),
 }
 
 impl Cmd {

@@ -230,7 +230,7 @@ impl Ctx<'_> {
 }
 
 impl PduSink for Ctx<'_> {
-    fn pdu(&mut self, side: Side, pdu: &Pdu) {
+    fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
         self.c.proto(pdu.proto).pdus += 1;
         match pdu.kind {
             PduKind::Request(cmd) => Counters::bump(&mut self.c.commands, cmd.index(), 1),

@@ -11,7 +11,7 @@ pub struct NullSink {
 }
 
 impl PduSink for NullSink {
-    fn pdu(&mut self, _side: Side, _pdu: &Pdu) {
+    fn pdu(&mut self, _side: Side, _pdu: &Pdu<'_>) {
         self.pdus += 1;
     }
     fn violation(&mut self, _v: Violation) {

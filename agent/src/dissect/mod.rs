@@ -13,11 +13,19 @@
 //! Bytes from the wire are read only through [`Reader`], whose accessors return `None`
 //! past the end, so no dissector can index out of bounds.
 
+pub mod bacnet;
 pub mod dnp3;
+pub mod enip;
+pub mod goose;
 pub mod iec104;
 pub mod it;
+pub mod mms;
 pub mod modbus;
+pub mod mqtt;
+pub mod opcua;
+pub mod profinet;
 pub mod s7comm;
+pub mod sv;
 pub mod tpkt;
 
 use crate::command::Cmd;
@@ -213,7 +221,7 @@ pub enum PduKind {
 
 /// One decoded protocol message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pdu {
+pub struct Pdu<'a> {
     pub proto: Proto,
     pub kind: PduKind,
     /// Modbus unit id, DNP3 destination address, IEC-104 common address of the ASDU.
@@ -221,9 +229,19 @@ pub struct Pdu {
     /// Second request range (Modbus fc 23 writes one range and reads another).
     pub range: Option<AddrRange>,
     pub range2: Option<AddrRange>,
+    /// What the command acts on, as the wire names it (an MMS object reference such as
+    /// `LD0/CSWI1$CO$Pos$Oper`, a CIP tag name…), for event details. Raw bytes.
+    pub object: Option<&'a [u8]>,
+    /// [`PDU_CLEARTEXT_CREDENTIALS`] and other per-message findings.
+    pub flags: u8,
 }
 
-impl Pdu {
+/// The message carries a user name and password in clear text (MQTT CONNECT, …).
+pub const PDU_CLEARTEXT_CREDENTIALS: u8 = 0x01;
+/// The message is marked as a test (GOOSE/SV `test`, IEC-104 T bit).
+pub const PDU_TEST: u8 = 0x02;
+
+impl Pdu<'_> {
     pub fn new(proto: Proto, kind: PduKind) -> Self {
         Pdu {
             proto,
@@ -231,6 +249,8 @@ impl Pdu {
             unit: None,
             range: None,
             range2: None,
+            object: None,
+            flags: 0,
         }
     }
 }
@@ -249,7 +269,7 @@ pub struct Identity<'a> {
 /// Where dissectors report. The engine implements it (counters, assets, detection).
 pub trait PduSink {
     /// A message was decoded; `side` sent it.
-    fn pdu(&mut self, side: Side, pdu: &Pdu);
+    fn pdu(&mut self, side: Side, pdu: &Pdu<'_>);
     /// The message broke the protocol's rules.
     fn violation(&mut self, v: Violation);
     /// The device on `side` told who it is.
@@ -305,6 +325,30 @@ violations! {
     S7plusBadHeader => "s7plus_bad_header",
     MessageTruncated => "message_truncated",
     ReassemblyOverflow => "reassembly_overflow",
+
+    // MMS (and its session/presentation/ACSE carriers).
+    MmsBadPdu => "mms_bad_pdu",
+
+    // EtherNet/IP and CIP.
+    EnipBadHeader => "enip_bad_header",
+
+    // BACnet/IP.
+    BacnetBadBvlc => "bacnet_bad_bvlc",
+
+    // OPC UA binary.
+    OpcuaBadHeader => "opcua_bad_header",
+
+    // MQTT.
+    MqttBadPacket => "mqtt_bad_packet",
+
+    // GOOSE and sampled values (IEC 61850-8-1, -9-2).
+    GooseBadPdu => "goose_bad_pdu",
+
+    // PROFINET.
+    ProfinetBadFrame => "profinet_bad_frame",
+
+    // HSR/PRP redundancy tags.
+    RedundancyBadTag => "redundancy_bad_tag",
 }
 
 #[cfg(test)]
@@ -315,7 +359,9 @@ pub(crate) mod testutil {
 
     #[derive(Default, Debug)]
     pub struct Recorder {
-        pub pdus: Vec<(Side, Pdu)>,
+        pub pdus: Vec<(Side, Pdu<'static>)>,
+        /// The `object` of each pdu, in the same order.
+        pub objects: Vec<Option<Vec<u8>>>,
         pub violations: Vec<Violation>,
         pub identities: Vec<(Side, String, String, String, String, String)>,
     }
@@ -326,8 +372,15 @@ pub(crate) mod testutil {
     }
 
     impl PduSink for Recorder {
-        fn pdu(&mut self, side: Side, pdu: &Pdu) {
-            self.pdus.push((side, *pdu));
+        fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
+            self.objects.push(pdu.object.map(<[u8]>::to_vec));
+            self.pdus.push((
+                side,
+                Pdu {
+                    object: None,
+                    ..*pdu
+                },
+            ));
         }
         fn violation(&mut self, v: Violation) {
             self.violations.push(v);
