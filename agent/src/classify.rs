@@ -10,7 +10,7 @@
 
 use crate::dissect::it::{self, ItProbe};
 use crate::dissect::tpkt::{self, TpktProbe};
-use crate::dissect::{Hint, Probe, dnp3, iec104, modbus};
+use crate::dissect::{Hint, Probe, bacnet, dnp3, enip, iec104, modbus, mqtt, opcua, profinet};
 use crate::proto::Proto;
 
 /// Payload-carrying packets a flow may take to be recognised.
@@ -24,15 +24,30 @@ pub enum Verdict {
     No,
 }
 
+/// The industrial recognisers, in the order they are tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ics {
     Modbus,
     Dnp3,
     Iec104,
     Tpkt,
+    Enip,
+    Opcua,
+    Mqtt,
+    Bacnet,
+    ProfinetCm,
 }
 
-const ICS_TCP: [Ics; 4] = [Ics::Modbus, Ics::Dnp3, Ics::Iec104, Ics::Tpkt];
+const ICS_TCP: [Ics; 7] = [
+    Ics::Modbus,
+    Ics::Dnp3,
+    Ics::Iec104,
+    Ics::Tpkt,
+    Ics::Enip,
+    Ics::Opcua,
+    Ics::Mqtt,
+];
+const ICS_UDP: [Ics; 4] = [Ics::Dnp3, Ics::Enip, Ics::Bacnet, Ics::ProfinetCm];
 
 fn registered_tcp(port: u16) -> Option<Ics> {
     match port {
@@ -40,6 +55,19 @@ fn registered_tcp(port: u16) -> Option<Ics> {
         20000 => Some(Ics::Dnp3),
         2404 => Some(Ics::Iec104),
         102 | 3389 => Some(Ics::Tpkt),
+        44818 => Some(Ics::Enip),
+        4840 => Some(Ics::Opcua),
+        1883 => Some(Ics::Mqtt),
+        _ => None,
+    }
+}
+
+fn registered_udp(port: u16) -> Option<Ics> {
+    match port {
+        20000 => Some(Ics::Dnp3),
+        2222 | 44818 => Some(Ics::Enip),
+        0xBAC0..=0xBACF => Some(Ics::Bacnet),
+        34964 => Some(Ics::ProfinetCm),
         _ => None,
     }
 }
@@ -59,6 +87,11 @@ fn probe_ics(which: Ics, payload: &[u8], hint: Hint) -> Verdict {
             TpktProbe::Unsure => Verdict::Unsure,
             TpktProbe::No => Verdict::No,
         },
+        Ics::Enip => simple(enip::probe(payload, hint), Proto::Enip),
+        Ics::Opcua => simple(opcua::probe(payload, hint), Proto::Opcua),
+        Ics::Mqtt => simple(mqtt::probe(payload, hint), Proto::Mqtt),
+        Ics::Bacnet => simple(bacnet::probe(payload, hint), Proto::Bacnet),
+        Ics::ProfinetCm => simple(profinet::probe_udp(payload, hint), Proto::Profinet),
     }
 }
 
@@ -76,60 +109,82 @@ fn merge(acc: &mut Verdict, v: Verdict) -> bool {
     }
 }
 
+/// The registered protocol first, then the others of `order`: the first match wins.
+fn probe_all(
+    acc: &mut Verdict,
+    order: &[Ics],
+    first: Option<Ics>,
+    payload: &[u8],
+    tcp: bool,
+    from_client: bool,
+) -> bool {
+    if let Some(ics) = first
+        && merge(
+            acc,
+            probe_ics(
+                ics,
+                payload,
+                Hint {
+                    port: true,
+                    tcp,
+                    from_client,
+                },
+            ),
+        )
+    {
+        return true;
+    }
+    let hint = Hint {
+        port: false,
+        tcp,
+        from_client,
+    };
+    order
+        .iter()
+        .filter(|ics| Some(**ics) != first)
+        .any(|ics| merge(acc, probe_ics(*ics, payload, hint)))
+}
+
+fn it_verdict(p: ItProbe) -> Verdict {
+    match p {
+        ItProbe::Match(p) => Verdict::Match(p),
+        ItProbe::Unsure => Verdict::Unsure,
+        ItProbe::No => Verdict::No,
+    }
+}
+
 /// Classifies a TCP payload of a flow between client port `cport` and server port
 /// `sport`.
 pub fn tcp(payload: &[u8], cport: u16, sport: u16, from_client: bool) -> Verdict {
     let mut acc = Verdict::No;
-    let first = registered_tcp(sport);
-    if let Some(ics) = first {
-        let hint = Hint {
-            port: true,
-            tcp: true,
-            from_client,
-        };
-        if merge(&mut acc, probe_ics(ics, payload, hint)) {
-            return acc;
-        }
-    }
-    let hint = Hint {
-        port: false,
-        tcp: true,
+    if probe_all(
+        &mut acc,
+        &ICS_TCP,
+        registered_tcp(sport),
+        payload,
+        true,
         from_client,
-    };
-    for ics in ICS_TCP {
-        if Some(ics) == first {
-            continue;
-        }
-        if merge(&mut acc, probe_ics(ics, payload, hint)) {
-            return acc;
-        }
+    ) {
+        return acc;
     }
-    let it = match it::probe_tcp(payload, cport, sport, from_client) {
-        ItProbe::Match(p) => Verdict::Match(p),
-        ItProbe::Unsure => Verdict::Unsure,
-        ItProbe::No => Verdict::No,
-    };
-    merge(&mut acc, it);
+    merge(
+        &mut acc,
+        it_verdict(it::probe_tcp(payload, cport, sport, from_client)),
+    );
     acc
 }
 
 /// Classifies a UDP datagram.
 pub fn udp(payload: &[u8], src_port: u16, dst_port: u16, from_client: bool) -> Verdict {
     let mut acc = Verdict::No;
-    let hint = Hint {
-        port: src_port == 20000 || dst_port == 20000,
-        tcp: false,
-        from_client,
-    };
-    if merge(&mut acc, probe_ics(Ics::Dnp3, payload, hint)) {
+    let first = registered_udp(dst_port).or_else(|| registered_udp(src_port));
+    if probe_all(&mut acc, &ICS_UDP, first, payload, false, from_client) {
         return acc;
     }
-    let it = match it::probe_udp(payload, src_port, dst_port) {
-        ItProbe::Match(p) => Verdict::Match(p),
-        ItProbe::Unsure => Verdict::Unsure,
-        ItProbe::No => Verdict::No,
-    };
-    merge(&mut acc, it);
+    merge(
+        &mut acc,
+        it_verdict(it::probe_udp(payload, src_port, dst_port)),
+    );
     acc
 }
 
@@ -143,6 +198,17 @@ pub fn is_stream_ics(p: Proto) -> bool {
             | Proto::S7comm
             | Proto::S7commplus
             | Proto::Mms
+            | Proto::Enip
+            | Proto::Opcua
+            | Proto::Mqtt
+    )
+}
+
+/// Whether a protocol's UDP datagrams go to an industrial dissector.
+pub fn is_datagram_ics(p: Proto) -> bool {
+    matches!(
+        p,
+        Proto::Dnp3 | Proto::Enip | Proto::Bacnet | Proto::Profinet
     )
 }
 

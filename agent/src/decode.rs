@@ -223,7 +223,28 @@ pub struct Frame<'a> {
     pub dst_mac: Option<Mac>,
     /// Outermost VLAN id, 0 when untagged.
     pub vlan: u16,
+    /// The frame's HSR tag or PRP trailer (IEC 62439-3), when it has one.
+    pub redundancy: Option<Redundancy>,
     pub l3: L3<'a>,
+}
+
+/// Which redundancy protocol tagged a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedundancyKind {
+    /// High-availability Seamless Redundancy: a tag after the MAC addresses (0x892F).
+    Hsr,
+    /// Parallel Redundancy Protocol: a 6-octet trailer ending in 0x88FB.
+    Prp,
+}
+
+/// The redundancy identity of a frame: the same sequence number from the same source
+/// on LAN A and LAN B (or both ring directions) is one frame sent twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redundancy {
+    pub kind: RedundancyKind,
+    pub seq: u16,
+    /// PRP: 0xA or 0xB; HSR: the path id.
+    pub lan: u8,
 }
 
 const ETH_IPV4: u16 = 0x0800;
@@ -238,6 +259,32 @@ const ETH_LLDP: u16 = 0x88CC;
 const ETH_GOOSE: u16 = 0x88B8;
 const ETH_SV: u16 = 0x88BA;
 const ETH_PROFINET: u16 = 0x8892;
+const ETH_HSR: u16 = 0x892F;
+const PRP_SUFFIX: u16 = 0x88FB;
+const PRP_TRAILER: usize = 6;
+
+/// A PRP redundancy control trailer at the end of an Ethernet frame (IEC 62439-3 4.2.7):
+/// sequence number, LAN id (0xA / 0xB) with the LSDU size, and the suffix 0x88FB. The
+/// size must agree with the frame (the LSDU runs from after the source MAC, or after a
+/// VLAN tag, to the trailer's end), so a payload that merely ends in 0x88FB is not taken
+/// for a trailer.
+fn prp_trailer(frame: &[u8]) -> Option<Redundancy> {
+    let n = frame.len();
+    let t = frame.get(n.checked_sub(PRP_TRAILER)?..)?;
+    if be16(t, 4)? != PRP_SUFFIX {
+        return None;
+    }
+    let lan = t.get(2)? >> 4;
+    let size = usize::from(be16(t, 2)? & 0x0fff);
+    if !(lan == 0xA || lan == 0xB) || !(size == n.checked_sub(12)? || size == n.checked_sub(16)?) {
+        return None;
+    }
+    Some(Redundancy {
+        kind: RedundancyKind::Prp,
+        seq: be16(t, 0)?,
+        lan,
+    })
+}
 
 fn mac_at(b: &[u8], at: usize) -> Option<Mac> {
     b.get(at..at + 6).and_then(|s| s.try_into().ok())
@@ -253,6 +300,7 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
         src_mac: None,
         dst_mac: None,
         vlan: 0,
+        redundancy: None,
         l3: L3::Malformed(Layer::Link),
     };
     match link {
@@ -264,7 +312,15 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
             };
             f.dst_mac = Some(dst);
             f.src_mac = Some(src);
-            let payload = data.get(14..).unwrap_or(&[]);
+            // A PRP frame is decoded without its trailer.
+            f.redundancy = prp_trailer(data);
+            let end = data.len()
+                - if f.redundancy.is_some() {
+                    PRP_TRAILER
+                } else {
+                    0
+                };
+            let payload = data.get(14..end).unwrap_or(&[]);
             if ethertype <= 1500 {
                 // IEEE 802.3 length field: LLC follows. STP uses DSAP/SSAP 0x42.
                 f.l3 = match (payload.first(), payload.get(1)) {
@@ -273,7 +329,7 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
                 };
                 return f;
             }
-            f.l3 = ether(&mut f.vlan, ethertype, payload, 0);
+            f.l3 = ether(&mut f.vlan, &mut f.redundancy, ethertype, payload, 0);
         }
         LinkType::LinuxSll => {
             // 16-byte header: packet type, ARPHRD, address length, 8-byte address, protocol.
@@ -283,7 +339,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
             if hatype == 1 && data.get(4..6) == Some(&[0, 6]) {
                 f.src_mac = mac_at(data, 6);
             }
-            f.l3 = ether(&mut f.vlan, proto, data.get(16..).unwrap_or(&[]), 0);
+            f.l3 = ether(
+                &mut f.vlan,
+                &mut f.redundancy,
+                proto,
+                data.get(16..).unwrap_or(&[]),
+                0,
+            );
         }
         LinkType::LinuxSll2 => {
             // 20-byte header: protocol, reserved, ifindex, ARPHRD, packet type, addr len, addr.
@@ -296,7 +358,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Frame<'_> {
             if hatype == 1 && data.get(11) == Some(&6) {
                 f.src_mac = mac_at(data, 12);
             }
-            f.l3 = ether(&mut f.vlan, proto, data.get(20..).unwrap_or(&[]), 0);
+            f.l3 = ether(
+                &mut f.vlan,
+                &mut f.redundancy,
+                proto,
+                data.get(20..).unwrap_or(&[]),
+                0,
+            );
         }
         LinkType::RawIp => f.l3 = raw_ip(data),
         LinkType::Ipv4 => f.l3 = ip(ETH_IPV4, data),
@@ -337,7 +405,13 @@ fn raw_ip(data: &[u8]) -> L3<'_> {
 }
 
 /// Decodes what follows an EtherType, looking through VLAN tags and PPPoE.
-fn ether<'a>(vlan: &mut u16, ethertype: u16, payload: &'a [u8], depth: u8) -> L3<'a> {
+fn ether<'a>(
+    vlan: &mut u16,
+    red: &mut Option<Redundancy>,
+    ethertype: u16,
+    payload: &'a [u8],
+    depth: u8,
+) -> L3<'a> {
     match ethertype {
         ETH_IPV4 | ETH_IPV6 => ip(ethertype, payload),
         ETH_ARP => L3::Arp(arp(payload)),
@@ -358,7 +432,7 @@ fn ether<'a>(vlan: &mut u16, ethertype: u16, payload: &'a [u8], depth: u8) -> L3
                     _ => L3::Link(Proto::OtherL2, inner, rest),
                 };
             }
-            ether(vlan, inner, rest, depth + 1)
+            ether(vlan, red, inner, rest, depth + 1)
         }
         ETH_PPPOE_SESSION => {
             // RFC 2516: ver/type 0x11, code 0, session id, length; then the PPP protocol.
@@ -381,6 +455,28 @@ fn ether<'a>(vlan: &mut u16, ethertype: u16, payload: &'a [u8], depth: u8) -> L3
             }
         }
         ETH_PPPOE_DISCOVERY => L3::Link(Proto::OtherL2, ethertype, payload),
+        ETH_HSR => {
+            // IEC 62439-3 5.2: path id and LSDU size, sequence number, then the
+            // encapsulated EtherType.
+            if depth >= 4 {
+                return L3::Malformed(Layer::Link);
+            }
+            let (Some(path_size), Some(seq), Some(inner)) =
+                (be16(payload, 0), be16(payload, 2), be16(payload, 4))
+            else {
+                return L3::Malformed(Layer::Link);
+            };
+            *red = Some(Redundancy {
+                kind: RedundancyKind::Hsr,
+                seq,
+                lan: (path_size >> 12) as u8,
+            });
+            let rest = payload.get(6..).unwrap_or(&[]);
+            if inner <= 1500 {
+                return L3::Link(Proto::OtherL2, inner, rest);
+            }
+            ether(vlan, red, inner, rest, depth + 1)
+        }
         ETH_LLDP => L3::Link(Proto::Lldp, ethertype, payload),
         ETH_GOOSE => L3::Link(Proto::Goose, ethertype, payload),
         ETH_SV => L3::Link(Proto::Sv, ethertype, payload),

@@ -9,7 +9,8 @@ use crate::capture::{Packet, Ts};
 use crate::classify::{self, MAX_PROBES, Verdict};
 use crate::decode::{self, Addr, L3, L4, Mac};
 use crate::dissect::{
-    FrameLen, Identity, Pdu, PduKind, PduSink, Side, Violation, dnp3, iec104, modbus, tpkt,
+    FrameLen, Identity, PDU_CLEARTEXT_CREDENTIALS, PDU_TEST, Pdu, PduKind, PduSink, Side,
+    Violation, bacnet, dnp3, enip, goose, iec104, modbus, mqtt, opcua, profinet, sv, tpkt,
 };
 use crate::flow::{Class, Flow, FlowKey, NO_SESSION, TcpState, first_sender_is_client};
 use crate::lru::LruMap;
@@ -64,6 +65,9 @@ enum App {
     Dnp3(dnp3::State),
     Iec104(iec104::State),
     Tpkt(Proto, tpkt::State),
+    Enip(enip::State),
+    Opcua(opcua::State),
+    Mqtt(mqtt::State),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -101,12 +105,7 @@ impl Sessions {
             for d in &mut s.dirs {
                 d.reset(stream_pool);
             }
-            match &mut s.app {
-                App::Dnp3(st) => st.release(app_pool),
-                App::Iec104(st) => st.release(app_pool),
-                App::Tpkt(_, st) => st.release(app_pool),
-                App::None | App::Modbus => {}
-            }
+            s.app.release(app_pool);
             s.app = App::None;
             self.free.push(id);
         }
@@ -180,6 +179,18 @@ struct FragEntry {
 
 const FRAG_SLOTS: usize = 1024;
 
+/// The HSR/PRP duplicate window: slots, and how long a sequence number is remembered.
+const REDUNDANCY_SLOTS: usize = 4096;
+const REDUNDANCY_WINDOW_NS: u64 = 1_000_000_000;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct RedundancySeen {
+    src: Mac,
+    seq: u16,
+    ts: u64,
+    used: bool,
+}
+
 /// The packet path of one thread.
 #[derive(Debug)]
 pub struct Engine {
@@ -194,6 +205,10 @@ pub struct Engine {
     last_expiry_sec: u64,
     top: TopFlows,
     sstats: StreamStats,
+    /// GOOSE publishers' last state, bounded.
+    publishers: goose::Publishers,
+    /// Recent (source MAC, sequence number) of HSR/PRP frames, to drop the duplicate.
+    redundancy: Vec<RedundancySeen>,
     /// Where a probe buffer and a new segment are joined (reused, not zeroed per packet).
     scratch: Box<[u8; BLOCK]>,
     /// Time of the newest packet seen.
@@ -229,15 +244,47 @@ impl Ctx<'_> {
     }
 }
 
+/// Counts one message: its protocol's `pdus`, its command as request or response, its
+/// flags.
+fn count_pdu(c: &mut Counters, pdu: &Pdu<'_>) {
+    c.proto(pdu.proto).pdus += 1;
+    match pdu.kind {
+        PduKind::Request(cmd) => Counters::bump(&mut c.commands, cmd.index(), 1),
+        PduKind::Response(cmd) => Counters::bump(&mut c.responses, cmd.index(), 1),
+        PduKind::Exception(_) => Counters::bump(&mut c.exceptions, pdu.proto.index(), 1),
+        PduKind::Message => {}
+    }
+    if pdu.flags & PDU_CLEARTEXT_CREDENTIALS != 0 {
+        c.cleartext_credentials += 1;
+    }
+    if pdu.flags & PDU_TEST != 0 {
+        c.test_messages += 1;
+    }
+}
+
+/// Where link-layer dissectors report: the sender is the frame's source MAC.
+struct L2Ctx<'a> {
+    c: &'a mut Counters,
+    assets: &'a mut Assets,
+    ts: Ts,
+    src: Mac,
+}
+
+impl PduSink for L2Ctx<'_> {
+    fn pdu(&mut self, _side: Side, pdu: &Pdu<'_>) {
+        count_pdu(self.c, pdu);
+    }
+    fn violation(&mut self, v: Violation) {
+        Counters::bump(&mut self.c.violations, v.index(), 1);
+    }
+    fn identity(&mut self, _side: Side, id: &Identity<'_>) {
+        self.assets.identity(None, Some(self.src), id, self.ts);
+    }
+}
+
 impl PduSink for Ctx<'_> {
     fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
-        self.c.proto(pdu.proto).pdus += 1;
-        match pdu.kind {
-            PduKind::Request(cmd) => Counters::bump(&mut self.c.commands, cmd.index(), 1),
-            PduKind::Response(cmd) => Counters::bump(&mut self.c.responses, cmd.index(), 1),
-            PduKind::Exception(_) => Counters::bump(&mut self.c.exceptions, pdu.proto.index(), 1),
-            PduKind::Message => {}
-        }
+        count_pdu(self.c, pdu);
         let answer = matches!(pdu.kind, PduKind::Response(_) | PduKind::Exception(_));
         if answer && side == Side::Server && *self.noted & 4 == 0 {
             *self.noted |= 4;
@@ -272,6 +319,21 @@ impl StreamSink for Dissect<'_, '_> {
     }
 }
 
+impl App {
+    /// Frees the blocks a protocol state holds.
+    fn release(&mut self, pool: &mut BufPool) {
+        match self {
+            App::Dnp3(st) => st.release(pool),
+            App::Iec104(st) => st.release(pool),
+            App::Tpkt(_, st) => st.release(pool),
+            App::Enip(st) => st.release(pool),
+            App::Opcua(st) => st.release(pool),
+            App::Mqtt(st) => st.release(pool),
+            App::None | App::Modbus => {}
+        }
+    }
+}
+
 fn dissect_message(
     app: &mut App,
     msg: &[u8],
@@ -285,6 +347,9 @@ fn dissect_message(
         App::Dnp3(st) => dnp3::dissect(msg, side, truncated, st, app_pool, ctx),
         App::Iec104(st) => iec104::dissect(msg, side, truncated, st, app_pool, ctx),
         App::Tpkt(proto, st) => tpkt::dissect(msg, side, truncated, *proto, st, app_pool, ctx),
+        App::Enip(st) => enip::dissect(msg, side, truncated, st, app_pool, ctx),
+        App::Opcua(st) => opcua::dissect(msg, side, truncated, st, app_pool, ctx),
+        App::Mqtt(st) => mqtt::dissect(msg, side, truncated, st, app_pool, ctx),
         App::None => {}
     }
 }
@@ -294,6 +359,9 @@ fn frame_fn(app: &App) -> fn(&[u8]) -> FrameLen {
         App::Modbus => modbus::frame,
         App::Dnp3(_) => dnp3::frame,
         App::Iec104(_) => iec104::frame,
+        App::Enip(_) => enip::frame,
+        App::Opcua(_) => opcua::frame,
+        App::Mqtt(_) => mqtt::frame,
         App::Tpkt(..) | App::None => tpkt::frame,
     }
 }
@@ -304,6 +372,9 @@ fn app_for(p: Proto) -> App {
         Proto::Dnp3 => App::Dnp3(dnp3::State::default()),
         Proto::Iec104 => App::Iec104(iec104::State::default()),
         Proto::S7comm | Proto::S7commplus | Proto::Mms => App::Tpkt(p, tpkt::State::default()),
+        Proto::Enip => App::Enip(enip::State::default()),
+        Proto::Opcua => App::Opcua(opcua::State::default()),
+        Proto::Mqtt => App::Mqtt(mqtt::State::default()),
         _ => App::None,
     }
 }
@@ -323,6 +394,8 @@ impl Engine {
             top: TopFlows::default(),
             sstats: StreamStats::default(),
             scratch: Box::new([0u8; BLOCK]),
+            publishers: goose::Publishers::new(4096),
+            redundancy: vec![RedundancySeen::default(); REDUNDANCY_SLOTS],
             now: Ts(0),
         }
     }
@@ -338,12 +411,20 @@ impl Engine {
             self.expire(ts);
         }
         let wire = u64::from(pkt.orig_len.max(pkt.data.len() as u32));
+        let frame = decode::decode(pkt.link, pkt.data);
+        if let (Some(red), Some(src)) = (frame.redundancy, frame.src_mac) {
+            self.counters.redundancy_frames += 1;
+            if self.duplicate(src, red.seq, ts) {
+                // The same frame from the other LAN (or ring direction): counted once.
+                self.counters.redundancy_duplicates += 1;
+                return;
+            }
+        }
         self.counters.packets += 1;
         self.counters.bytes += wire;
         if (pkt.data.len() as u64) < wire {
             self.counters.truncated_frames += 1;
         }
-        let frame = decode::decode(pkt.link, pkt.data);
         match frame.l3 {
             L3::Malformed(layer) => {
                 Counters::bump(&mut self.counters.decode_errors, layer.index(), 1);
@@ -364,14 +445,77 @@ impl Engine {
                         .bind(Addr::v4(a.sender_ip), a.sender_mac, false, ts);
                 }
             }
-            L3::Link(proto, _ethertype, _payload) => {
-                self.count(proto, wire, true);
+            L3::Link(proto, _ethertype, payload) => {
+                let dissected = matches!(proto, Proto::Goose | Proto::Sv | Proto::Profinet);
+                // Dissected link protocols count their own messages.
+                self.count(proto, wire, !dissected);
                 if let Some(m) = frame.src_mac {
                     self.assets.station(m, ts);
+                    if dissected {
+                        self.link_dissect(
+                            proto,
+                            payload,
+                            m,
+                            frame.dst_mac.unwrap_or([0xff; 6]),
+                            ts,
+                        );
+                    }
                 }
             }
             L3::Ip(ip) => self.ip(ts, &frame, &ip, wire),
         }
+    }
+
+    /// Industrial link-layer frames: GOOSE (with its publisher's state), SV, PROFINET.
+    fn link_dissect(&mut self, proto: Proto, payload: &[u8], src: Mac, dst: Mac, ts: Ts) {
+        let mut ctx = L2Ctx {
+            c: &mut self.counters,
+            assets: &mut self.assets,
+            ts,
+            src,
+        };
+        match proto {
+            Proto::Goose => {
+                if let Some(info) = goose::dissect_frame(payload, src, &mut ctx) {
+                    let o = self.publishers.observe(src, &info, ts);
+                    let g = &mut self.counters.goose;
+                    g.new_publishers += u64::from(o.new_publisher);
+                    g.st_num_back += u64::from(o.st_num_back);
+                    g.st_num_jump += u64::from(o.st_num_jump);
+                    g.sq_num_reset += u64::from(o.sq_num_reset);
+                    g.test += u64::from(o.test);
+                }
+            }
+            Proto::Sv => sv::dissect_frame(payload, src, &mut ctx),
+            Proto::Profinet => profinet::dissect_frame(payload, src, dst, &mut ctx),
+            _ => {}
+        }
+    }
+
+    /// Whether an HSR/PRP frame (source, sequence number) was seen within the window;
+    /// remembers it otherwise. Bounded: one slot per hash, the newest wins.
+    fn duplicate(&mut self, src: Mac, seq: u16, ts: Ts) -> bool {
+        let mut h: u64 = u64::from(seq);
+        for b in src {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let i = (h as usize) % REDUNDANCY_SLOTS;
+        let Some(slot) = self.redundancy.get_mut(i) else {
+            return false;
+        };
+        let dup = slot.used
+            && slot.src == src
+            && slot.seq == seq
+            && ts.0.saturating_sub(slot.ts) <= REDUNDANCY_WINDOW_NS;
+        if !dup {
+            *slot = RedundancySeen {
+                src,
+                seq,
+                ts: ts.0,
+                used: true,
+            };
+        }
+        dup
     }
 
     /// Counts a frame under a protocol (and as one of its messages for link protocols).
@@ -566,7 +710,13 @@ impl Engine {
                 return;
             };
             decide(counters, flow, p);
-            let app = app_for(p);
+            // Per-flow state: TCP industrial flows (reassembly) and DNP3 over UDP
+            // (transport reassembly); other datagram protocols are stateless.
+            let app = if tcp || p == Proto::Dnp3 {
+                app_for(p)
+            } else {
+                App::None
+            };
             match (matches!(app, App::None), flow.session == NO_SESSION) {
                 (false, true) => match sessions.alloc(app) {
                     Some(id) => flow.session = id,
@@ -586,7 +736,12 @@ impl Engine {
             }
         }
         let proto = flow.proto;
-        if matches!(app_for(proto), App::None) {
+        let ics = if flags.is_some() {
+            classify::is_stream_ics(proto)
+        } else {
+            classify::is_datagram_ics(proto)
+        };
+        if !ics {
             // IT protocols: a payload-carrying packet is one message.
             counters.proto(proto).pdus += 1;
             if side == Side::Server
@@ -618,6 +773,16 @@ impl Engine {
             sender: side,
             noted: &mut flow.noted,
         };
+        if flags.is_none() && proto != Proto::Dnp3 {
+            // Stateless datagram protocols: each datagram is whole.
+            match proto {
+                Proto::Enip => enip::dissect_datagram(payload, side, &mut ctx),
+                Proto::Bacnet => bacnet::dissect_datagram(payload, side, &mut ctx),
+                Proto::Profinet => profinet::dissect_datagram(payload, side, &mut ctx),
+                _ => {}
+            }
+            return;
+        }
         match sessions.slots.get_mut(flow.session as usize) {
             Some(session) => {
                 let Session { dirs, app } = session;
@@ -660,12 +825,7 @@ impl Engine {
                         rest = tail;
                     }
                 }
-                match &mut app {
-                    App::Dnp3(st) => st.release(app_pool),
-                    App::Iec104(st) => st.release(app_pool),
-                    App::Tpkt(_, st) => st.release(app_pool),
-                    _ => {}
-                }
+                app.release(app_pool);
             }
         }
         if flow.tcp == TcpState::Closed && flow.session != NO_SESSION {
@@ -820,6 +980,8 @@ impl Engine {
         c.stream_gaps = self.sstats.gaps;
         c.retransmitted_bytes = self.sstats.retransmitted_bytes;
         c.reassembly_exhausted = self.sstats.out_of_buffers;
+        c.goose.publishers = self.publishers.len() as u64;
+        c.goose.publisher_evictions = self.publishers.evictions;
     }
 
     /// The largest finished flows by bytes.

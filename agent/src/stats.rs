@@ -50,6 +50,28 @@ pub struct Counters {
     pub ics_sessions_exhausted: u64,
     pub assets_active: u64,
     pub asset_evictions: u64,
+    /// Messages carrying a user name and password in clear text (MQTT CONNECT, …).
+    pub cleartext_credentials: u64,
+    /// Messages marked as tests or simulation (GOOSE/SV test bit, …).
+    pub test_messages: u64,
+    /// GOOSE publisher state changes (inputs of the `goose` detector).
+    pub goose: GooseCounters,
+    /// Frames with an HSR tag or a PRP trailer, and the duplicates (the copy from the
+    /// other LAN or ring direction) discarded: those are in no other counter.
+    pub redundancy_frames: u64,
+    pub redundancy_duplicates: u64,
+}
+
+/// What GOOSE publishers did (IEC 61850-8-1 state and sequence numbers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GooseCounters {
+    pub publishers: u64,
+    pub new_publishers: u64,
+    pub st_num_back: u64,
+    pub st_num_jump: u64,
+    pub sq_num_reset: u64,
+    pub test: u64,
+    pub publisher_evictions: u64,
 }
 
 impl Default for Counters {
@@ -76,6 +98,11 @@ impl Default for Counters {
             ics_sessions_exhausted: 0,
             assets_active: 0,
             asset_evictions: 0,
+            cleartext_credentials: 0,
+            test_messages: 0,
+            goose: GooseCounters::default(),
+            redundancy_frames: 0,
+            redundancy_duplicates: 0,
         }
     }
 }
@@ -127,6 +154,18 @@ impl Counters {
         self.ics_sessions_exhausted += o.ics_sessions_exhausted;
         self.assets_active += o.assets_active;
         self.asset_evictions += o.asset_evictions;
+        self.cleartext_credentials += o.cleartext_credentials;
+        self.test_messages += o.test_messages;
+        let (g, h) = (&mut self.goose, &o.goose);
+        g.publishers += h.publishers;
+        g.new_publishers += h.new_publishers;
+        g.st_num_back += h.st_num_back;
+        g.st_num_jump += h.st_num_jump;
+        g.sq_num_reset += h.sq_num_reset;
+        g.test += h.test;
+        g.publisher_evictions += h.publisher_evictions;
+        self.redundancy_frames += o.redundancy_frames;
+        self.redundancy_duplicates += o.redundancy_duplicates;
     }
 }
 

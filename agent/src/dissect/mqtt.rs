@@ -9,7 +9,7 @@ pub fn frame(buf: &[u8]) -> FrameLen {
     FrameLen::Len(buf.len().max(1))
 }
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct State;
+pub struct State(u8);
 impl State {
     pub fn release(&mut self, _pool: &mut BufPool) {}
 }
