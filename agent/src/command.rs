@@ -301,7 +301,97 @@ commands! {
     // EtherNet/IP encapsulation commands and CIP services.
     EnipUnknown => (Enip, "unknown", Other),
 
-    // BACnet (ASHRAE 135) services.
+    // BACnet (ANSI/ASHRAE 135-2020). Confirmed services, BACnetConfirmedServiceChoice
+    // (clause 21): reads read; writes write; reinitialize_device state;
+    // device_communication_control config; atomic_write_file program (files carry
+    // firmware, programs and databases); create_object / delete_object config (they change
+    // the device's object database); life_safety_operation control (silences and resets
+    // life-safety points); notifications, private transfers, text messages and virtual
+    // terminals other.
+    BacnetAcknowledgeAlarm => (Bacnet, "acknowledge_alarm", Write),
+    BacnetConfirmedCovNotification => (Bacnet, "confirmed_cov_notification", Other),
+    BacnetConfirmedEventNotification => (Bacnet, "confirmed_event_notification", Other),
+    BacnetGetAlarmSummary => (Bacnet, "get_alarm_summary", Read),
+    BacnetGetEnrollmentSummary => (Bacnet, "get_enrollment_summary", Read),
+    BacnetSubscribeCov => (Bacnet, "subscribe_cov", Read),
+    BacnetAtomicReadFile => (Bacnet, "atomic_read_file", Read),
+    BacnetAtomicWriteFile => (Bacnet, "atomic_write_file", Program),
+    BacnetAddListElement => (Bacnet, "add_list_element", Write),
+    BacnetRemoveListElement => (Bacnet, "remove_list_element", Write),
+    BacnetCreateObject => (Bacnet, "create_object", Config),
+    BacnetDeleteObject => (Bacnet, "delete_object", Config),
+    BacnetReadProperty => (Bacnet, "read_property", Read),
+    BacnetReadPropertyConditional => (Bacnet, "read_property_conditional", Read),
+    BacnetReadPropertyMultiple => (Bacnet, "read_property_multiple", Read),
+    BacnetWriteProperty => (Bacnet, "write_property", Write),
+    BacnetWritePropertyMultiple => (Bacnet, "write_property_multiple", Write),
+    BacnetDeviceCommunicationControl => (Bacnet, "device_communication_control", Config),
+    BacnetConfirmedPrivateTransfer => (Bacnet, "confirmed_private_transfer", Other),
+    BacnetConfirmedTextMessage => (Bacnet, "confirmed_text_message", Other),
+    BacnetReinitializeDevice => (Bacnet, "reinitialize_device", State),
+    BacnetVtOpen => (Bacnet, "vt_open", Other),
+    BacnetVtClose => (Bacnet, "vt_close", Other),
+    BacnetVtData => (Bacnet, "vt_data", Other),
+    BacnetAuthenticate => (Bacnet, "authenticate", Other),
+    BacnetRequestKey => (Bacnet, "request_key", Other),
+    BacnetReadRange => (Bacnet, "read_range", Read),
+    BacnetLifeSafetyOperation => (Bacnet, "life_safety_operation", Control),
+    BacnetSubscribeCovProperty => (Bacnet, "subscribe_cov_property", Read),
+    BacnetGetEventInformation => (Bacnet, "get_event_information", Read),
+    BacnetSubscribeCovPropertyMultiple => (Bacnet, "subscribe_cov_property_multiple", Read),
+    BacnetConfirmedCovNotificationMultiple => (Bacnet, "confirmed_cov_notification_multiple", Other),
+    BacnetConfirmedAuditNotification => (Bacnet, "confirmed_audit_notification", Other),
+    BacnetAuditLogQuery => (Bacnet, "audit_log_query", Read),
+    // Unconfirmed services, BACnetUnconfirmedServiceChoice. i_am and i_have answer who_is
+    // and who_has and are counted as responses; discovery is other; the time
+    // synchronizations and you_are (which assigns a device its identifier) config;
+    // write_group write.
+    BacnetIAm => (Bacnet, "i_am", Other),
+    BacnetIHave => (Bacnet, "i_have", Other),
+    BacnetUnconfirmedCovNotification => (Bacnet, "unconfirmed_cov_notification", Other),
+    BacnetUnconfirmedEventNotification => (Bacnet, "unconfirmed_event_notification", Other),
+    BacnetUnconfirmedPrivateTransfer => (Bacnet, "unconfirmed_private_transfer", Other),
+    BacnetUnconfirmedTextMessage => (Bacnet, "unconfirmed_text_message", Other),
+    BacnetTimeSynchronization => (Bacnet, "time_synchronization", Config),
+    BacnetWhoHas => (Bacnet, "who_has", Other),
+    BacnetWhoIs => (Bacnet, "who_is", Other),
+    BacnetUtcTimeSynchronization => (Bacnet, "utc_time_synchronization", Config),
+    BacnetWriteGroup => (Bacnet, "write_group", Write),
+    BacnetUnconfirmedCovNotificationMultiple => (Bacnet, "unconfirmed_cov_notification_multiple", Other),
+    BacnetUnconfirmedAuditNotification => (Bacnet, "unconfirmed_audit_notification", Other),
+    BacnetWhoAmI => (Bacnet, "who_am_i", Other),
+    BacnetYouAre => (Bacnet, "you_are", Config),
+    // Network layer messages (clause 6.2.4). Those that rewrite routing, connections or
+    // keys are config; the rest other.
+    BacnetWhoIsRouterToNetwork => (Bacnet, "who_is_router_to_network", Other),
+    BacnetIAmRouterToNetwork => (Bacnet, "i_am_router_to_network", Other),
+    BacnetICouldBeRouterToNetwork => (Bacnet, "i_could_be_router_to_network", Other),
+    BacnetRejectMessageToNetwork => (Bacnet, "reject_message_to_network", Other),
+    BacnetRouterBusyToNetwork => (Bacnet, "router_busy_to_network", Other),
+    BacnetRouterAvailableToNetwork => (Bacnet, "router_available_to_network", Other),
+    BacnetInitializeRoutingTable => (Bacnet, "initialize_routing_table", Config),
+    BacnetEstablishConnectionToNetwork => (Bacnet, "establish_connection_to_network", Config),
+    BacnetDisconnectConnectionToNetwork => (Bacnet, "disconnect_connection_to_network", Config),
+    BacnetChallengeRequest => (Bacnet, "challenge_request", Other),
+    BacnetSecurityPayload => (Bacnet, "security_payload", Other),
+    BacnetSecurityResponse => (Bacnet, "security_response", Other),
+    BacnetRequestKeyUpdate => (Bacnet, "request_key_update", Other),
+    BacnetUpdateKeySet => (Bacnet, "update_key_set", Config),
+    BacnetUpdateDistributionKey => (Bacnet, "update_distribution_key", Config),
+    BacnetRequestMasterKey => (Bacnet, "request_master_key", Other),
+    BacnetSetMasterKey => (Bacnet, "set_master_key", Config),
+    BacnetWhatIsNetworkNumber => (Bacnet, "what_is_network_number", Other),
+    BacnetNetworkNumberIs => (Bacnet, "network_number_is", Other),
+    BacnetProprietaryNetworkMessage => (Bacnet, "proprietary_network_message", Other),
+    // BACnet/IP virtual link control functions that carry no NPDU (Annex J.2): the
+    // broadcast and foreign device tables of a BBMD. Writing or deleting entries and
+    // registering as a foreign device are config (they change who receives broadcasts).
+    BacnetBvlcResult => (Bacnet, "bvlc_result", Other),
+    BacnetWriteBroadcastDistributionTable => (Bacnet, "write_broadcast_distribution_table", Config),
+    BacnetReadBroadcastDistributionTable => (Bacnet, "read_broadcast_distribution_table", Read),
+    BacnetRegisterForeignDevice => (Bacnet, "register_foreign_device", Config),
+    BacnetReadForeignDeviceTable => (Bacnet, "read_foreign_device_table", Read),
+    BacnetDeleteForeignDeviceTableEntry => (Bacnet, "delete_foreign_device_table_entry", Config),
     BacnetUnknown => (Bacnet, "unknown", Other),
 
     // OPC UA binary (IEC 62541-6) message types and services.
@@ -381,5 +471,15 @@ mod tests {
         assert_eq!(class(Proto::Iec104, "c_rp_na_1"), Some(Class::State));
         assert_eq!(class(Proto::S7comm, "plc_stop"), Some(Class::State));
         assert_eq!(class(Proto::S7comm, "download_block"), Some(Class::Program));
+        assert_eq!(class(Proto::Bacnet, "read_property"), Some(Class::Read));
+        assert_eq!(class(Proto::Bacnet, "write_property"), Some(Class::Write));
+        assert_eq!(
+            class(Proto::Bacnet, "reinitialize_device"),
+            Some(Class::State)
+        );
+        assert_eq!(
+            class(Proto::Bacnet, "device_communication_control"),
+            Some(Class::Config)
+        );
     }
 }

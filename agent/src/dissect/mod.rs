@@ -334,6 +334,13 @@ violations! {
 
     // BACnet/IP.
     BacnetBadBvlc => "bacnet_bad_bvlc",
+    BacnetBvlcLength => "bacnet_bvlc_length",
+    BacnetBadNpdu => "bacnet_bad_npdu",
+    BacnetBadApdu => "bacnet_bad_apdu",
+    BacnetUnknownService => "bacnet_unknown_service",
+    BacnetTagOverrun => "bacnet_tag_overrun",
+    BacnetBadTag => "bacnet_bad_tag",
+    BacnetBadService => "bacnet_bad_service",
 
     // OPC UA binary.
     OpcuaBadHeader => "opcua_bad_header",
