@@ -298,7 +298,67 @@ commands! {
     // MMS (ISO 9506-2), confirmed services and unconfirmed reports.
     MmsUnknown => (Mms, "unknown", Other),
 
-    // EtherNet/IP encapsulation commands and CIP services.
+    // EtherNet/IP encapsulation commands (ODVA CIP Networks Library Vol. 2, table
+    // 2-3.2). SendRRData and SendUnitData carry CIP: they are counted as the CIP service
+    // they carry, and under their own names only when they carry none (a non-CIP
+    // interface handle, an encapsulation error reply).
+    EnipNop => (Enip, "nop", Other),
+    EnipListServices => (Enip, "list_services", Diagnostic),
+    EnipListIdentity => (Enip, "list_identity", Diagnostic),
+    EnipListInterfaces => (Enip, "list_interfaces", Diagnostic),
+    EnipRegisterSession => (Enip, "register_session", Other),
+    EnipUnregisterSession => (Enip, "unregister_session", Other),
+    EnipSendRrData => (Enip, "send_rr_data", Other),
+    EnipSendUnitData => (Enip, "send_unit_data", Other),
+    // CIP common services (ODVA CIP Networks Library Vol. 1, appendix A, table A-3.1).
+    CipGetAttributesAll => (Enip, "get_attributes_all", Read),
+    CipSetAttributesAll => (Enip, "set_attributes_all", Write),
+    CipGetAttributeList => (Enip, "get_attribute_list", Read),
+    CipSetAttributeList => (Enip, "set_attribute_list", Write),
+    CipReset => (Enip, "reset", State),
+    CipStart => (Enip, "start", State),
+    CipStop => (Enip, "stop", State),
+    CipCreate => (Enip, "create", Config),
+    CipDelete => (Enip, "delete", Config),
+    CipMultipleServicePacket => (Enip, "multiple_service_packet", Other),
+    CipApplyAttributes => (Enip, "apply_attributes", Config),
+    CipGetAttributeSingle => (Enip, "get_attribute_single", Read),
+    CipSetAttributeSingle => (Enip, "set_attribute_single", Write),
+    CipFindNextObjectInstance => (Enip, "find_next_object_instance", Read),
+    CipRestore => (Enip, "restore", Config),
+    CipSave => (Enip, "save", Config),
+    // Service 0x17 "No Operation (NOP)": named in full, `nop` is the encapsulation's.
+    CipNoOperation => (Enip, "no_operation", Other),
+    CipGetMember => (Enip, "get_member", Read),
+    CipSetMember => (Enip, "set_member", Write),
+    CipInsertMember => (Enip, "insert_member", Write),
+    CipRemoveMember => (Enip, "remove_member", Write),
+    CipGroupSync => (Enip, "group_sync", Other),
+    // Connection Manager object (class 0x06) services (Vol. 1, 3-5.5).
+    CipForwardClose => (Enip, "forward_close", Other),
+    CipUnconnectedSend => (Enip, "unconnected_send", Other),
+    CipForwardOpen => (Enip, "forward_open", Other),
+    CipLargeForwardOpen => (Enip, "large_forward_open", Other),
+    CipGetConnectionData => (Enip, "get_connection_data", Diagnostic),
+    CipSearchConnectionData => (Enip, "search_connection_data", Diagnostic),
+    CipGetConnectionOwner => (Enip, "get_connection_owner", Diagnostic),
+    // Logix tag services (Rockwell Automation publication 1756-PM020, "Logix 5000
+    // Controllers Data Access"), class-specific codes on the other classes.
+    CipReadTag => (Enip, "read_tag", Read),
+    CipReadTagFragmented => (Enip, "read_tag_fragmented", Read),
+    CipWriteTag => (Enip, "write_tag", Write),
+    CipWriteTagFragmented => (Enip, "write_tag_fragmented", Write),
+    CipReadModifyWriteTag => (Enip, "read_modify_write_tag", Write),
+    CipGetInstanceAttributeList => (Enip, "get_instance_attribute_list", Read),
+    // PCCC (DF1 commands of PLC-5/SLC/MicroLogix) tunnelled in CIP: it carries typed
+    // reads and writes but also program download, mode change (run/program) and memory
+    // clear, which a monitor cannot rule out without decoding PCCC; classed by the most
+    // dangerous of them, as Modbus fc 90 (UMAS) is.
+    CipExecutePccc => (Enip, "execute_pccc", Program),
+    // Service codes of the vendor-specific (0x32-0x4A) and object class specific
+    // (0x4B-0x63) ranges this table does not name.
+    CipVendorSpecific => (Enip, "vendor_specific", Other),
+    CipClassSpecific => (Enip, "class_specific", Other),
     EnipUnknown => (Enip, "unknown", Other),
 
     // BACnet (ANSI/ASHRAE 135-2020). Confirmed services, BACnetConfirmedServiceChoice
@@ -481,5 +541,17 @@ mod tests {
             class(Proto::Bacnet, "device_communication_control"),
             Some(Class::Config)
         );
+        assert_eq!(
+            class(Proto::Enip, "get_attribute_single"),
+            Some(Class::Read)
+        );
+        assert_eq!(
+            class(Proto::Enip, "set_attribute_single"),
+            Some(Class::Write)
+        );
+        assert_eq!(class(Proto::Enip, "stop"), Some(Class::State));
+        assert_eq!(class(Proto::Enip, "reset"), Some(Class::State));
+        assert_eq!(class(Proto::Enip, "write_tag"), Some(Class::Write));
+        assert_eq!(class(Proto::Enip, "forward_open"), Some(Class::Other));
     }
 }

@@ -331,6 +331,12 @@ violations! {
 
     // EtherNet/IP and CIP.
     EnipBadHeader => "enip_bad_header",
+    EnipUnknownCommand => "enip_unknown_command",
+    EnipBadSession => "enip_bad_session",
+    EnipBadCpf => "enip_bad_cpf",
+    CipBadService => "cip_bad_service",
+    CipBadPath => "cip_bad_path",
+    CipUnknownService => "cip_unknown_service",
 
     // BACnet/IP.
     BacnetBadBvlc => "bacnet_bad_bvlc",
