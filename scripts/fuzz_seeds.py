@@ -11,8 +11,20 @@ except ImportError:
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "pcaps")
 out = sys.argv[1] if len(sys.argv) > 1 else "corpus"
-PORTS = {502: "modbus", 20000: "dnp3", 2404: "iec104", 102: "tpkt_s7", 47808: "bacnet"}
+PORTS = {502: "modbus", 20000: "dnp3", 2404: "iec104", 102: "tpkt_s7", 47808: "bacnet", 34964: "profinet"}
 PORTS.update({44818: "enip", 2222: "enip"})
+# Link-layer dissectors: what follows the EtherType (VLAN tags looked through).
+ETHERTYPES = {0x88B8: "goose_sv", 0x88BA: "goose_sv", 0x8892: "profinet"}
+
+def ether_payload(raw):
+    """(ethertype, payload) of an Ethernet frame, past VLAN/QinQ tags."""
+    if len(raw) < 14:
+        return None
+    et, off = struct.unpack(">H", raw[12:14])[0], 14
+    while et in (0x8100, 0x88A8, 0x9100) and len(raw) >= off + 4:
+        et, off = struct.unpack(">H", raw[off + 2:off + 4])[0], off + 4
+    return et, raw[off:]
+
 LINK = {1: 0, 113: 1, 276: 2, 101: 3, 228: 4, 229: 5, 0: 6, 108: 7}
 
 def put(target, data):
@@ -37,6 +49,10 @@ for dirpath, _, files in os.walk(root):
             raw = bytes(p)
             link = LINK.get(getattr(p, "linktype", 1) or 1, 0)
             frames += struct.pack(">BH", link, len(raw)) + raw
+            if link == 0:
+                ep = ether_payload(raw)
+                if ep and ep[0] in ETHERTYPES:
+                    put(ETHERTYPES[ep[0]], ep[1])
             for l4 in (TCP, UDP):
                 if p.haslayer(l4) and p.haslayer(Raw):
                     payload = bytes(p[Raw].load)
@@ -44,6 +60,9 @@ for dirpath, _, files in os.walk(root):
                     for port, target in PORTS.items():
                         if port in ports:
                             put(target, payload)
+                    # IO-CM moves to ephemeral ports after the first call.
+                    if l4 is UDP and "profinet" in dirpath:
+                        put("profinet", payload)
                     put("it_probes", payload)
         if frames:
             put("packet_path", frames[:65536])

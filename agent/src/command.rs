@@ -460,11 +460,31 @@ commands! {
     // MQTT 3.1.1 / 5 control packets.
     MqttUnknown => (Mqtt, "unknown", Other),
 
-    // GOOSE and sampled values.
+    // GOOSE and sampled values (IEC 61850-7-2 SendGOOSEMessage / SendMSVMessage, mapped
+    // by IEC 61850-8-1 and -9-2). Publications, not requests: counted as responses. A
+    // GOOSE message with sqNum 0 is the first of a new state (stNum incremented), which
+    // subscribers act on (trips, interlocks); the others are retransmissions.
+    GoosePublish => (Goose, "publish", Read),
+    GooseStateChange => (Goose, "state_change", Control),
     GooseUnknown => (Goose, "unknown", Other),
+    SvSample => (Sv, "sample", Read),
     SvUnknown => (Sv, "unknown", Other),
 
-    // PROFINET RT, DCP and IO-CM.
+    // PROFINET (IEC 61158-5/6-10): DCP services, RT alarms, and the IO context manager's
+    // operations over DCE/RPC. A DCP set carrying the control option "reset to factory"
+    // is its own command: it wipes the device's parameters.
+    ProfinetIdentify => (Profinet, "identify", Diagnostic),
+    ProfinetHello => (Profinet, "hello", Other),
+    ProfinetGet => (Profinet, "get", Read),
+    ProfinetSet => (Profinet, "set", Config),
+    ProfinetResetToFactory => (Profinet, "reset_to_factory", State),
+    ProfinetAlarm => (Profinet, "alarm", Other),
+    ProfinetConnect => (Profinet, "connect", Config),
+    ProfinetRelease => (Profinet, "release", State),
+    ProfinetRead => (Profinet, "read", Read),
+    ProfinetWrite => (Profinet, "write", Write),
+    ProfinetControl => (Profinet, "control", Control),
+    ProfinetReadImplicit => (Profinet, "read_implicit", Read),
     ProfinetUnknown => (Profinet, "unknown", Other),
 }
 
@@ -553,5 +573,9 @@ mod tests {
         assert_eq!(class(Proto::Enip, "reset"), Some(Class::State));
         assert_eq!(class(Proto::Enip, "write_tag"), Some(Class::Write));
         assert_eq!(class(Proto::Enip, "forward_open"), Some(Class::Other));
+        assert_eq!(class(Proto::Profinet, "set"), Some(Class::Config));
+        for dcp in ["identify", "get", "set", "hello"] {
+            assert!(class(Proto::Profinet, dcp).is_some(), "{dcp}");
+        }
     }
 }

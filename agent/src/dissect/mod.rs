@@ -356,9 +356,26 @@ violations! {
 
     // GOOSE and sampled values (IEC 61850-8-1, -9-2).
     GooseBadPdu => "goose_bad_pdu",
+    GooseBadLength => "goose_bad_length",
+    GooseBerOverrun => "goose_ber_overrun",
+    GooseMissingField => "goose_missing_field",
+    GooseEntriesMismatch => "goose_entries_mismatch",
+    SvBadPdu => "sv_bad_pdu",
+    SvBadLength => "sv_bad_length",
+    SvBerOverrun => "sv_ber_overrun",
+    SvAsduCount => "sv_asdu_count",
 
     // PROFINET.
     ProfinetBadFrame => "profinet_bad_frame",
+    ProfinetReservedFrameId => "profinet_reserved_frame_id",
+    ProfinetBadApduStatus => "profinet_bad_apdu_status",
+    ProfinetAlarmBadPdu => "profinet_alarm_bad_pdu",
+    ProfinetDcpBadHeader => "profinet_dcp_bad_header",
+    ProfinetDcpUnknownService => "profinet_dcp_unknown_service",
+    ProfinetDcpBlockOverrun => "profinet_dcp_block_overrun",
+    ProfinetCmBadHeader => "profinet_cm_bad_header",
+    ProfinetCmBadBody => "profinet_cm_bad_body",
+    ProfinetCmUnknownOpnum => "profinet_cm_unknown_opnum",
 
     // HSR/PRP redundancy tags.
     RedundancyBadTag => "redundancy_bad_tag",
@@ -484,6 +501,45 @@ pub(crate) mod testutil {
                     }),
                     _ => {}
                 }
+            }
+        }
+        out
+    }
+
+    /// A link-layer frame of a shared capture (GOOSE, SV, PROFINET RT…), VLAN tags looked
+    /// through by [`crate::decode::decode`].
+    #[derive(Clone, Debug)]
+    pub struct LinkFrame {
+        pub ts: crate::capture::Ts,
+        pub proto: crate::proto::Proto,
+        pub ethertype: u16,
+        pub src: crate::decode::Mac,
+        pub dst: crate::decode::Mac,
+        pub vlan: u16,
+        /// What follows the EtherType.
+        pub payload: Vec<u8>,
+    }
+
+    /// Every link-layer frame of a shared capture (what [`segments`] leaves out), in file
+    /// order.
+    pub fn link_frames(rel: &str) -> Vec<LinkFrame> {
+        use crate::capture::{Next, PacketSource, pcap::PcapFile};
+        use crate::decode::{L3, decode};
+        let path = pcap_path(rel);
+        let mut src = PcapFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut out = Vec::new();
+        while let Ok(Next::Packet(p)) = src.next() {
+            let f = decode(p.link, p.data);
+            if let L3::Link(proto, ethertype, payload) = f.l3 {
+                out.push(LinkFrame {
+                    ts: p.ts,
+                    proto,
+                    ethertype,
+                    src: f.src_mac.unwrap_or_default(),
+                    dst: f.dst_mac.unwrap_or_default(),
+                    vlan: f.vlan,
+                    payload: payload.to_vec(),
+                });
             }
         }
         out
