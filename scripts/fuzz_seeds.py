@@ -11,7 +11,7 @@ except ImportError:
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "pcaps")
 out = sys.argv[1] if len(sys.argv) > 1 else "corpus"
-PORTS = {502: "modbus", 20000: "dnp3", 2404: "iec104", 102: "tpkt_s7"}
+PORTS = {502: "modbus", 20000: "dnp3", 2404: "iec104", 102: "tpkt_s7", 4840: "opcua", 1883: "mqtt"}
 LINK = {1: 0, 113: 1, 276: 2, 101: 3, 228: 4, 229: 5, 0: 6, 108: 7}
 
 def put(target, data):
