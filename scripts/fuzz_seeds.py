@@ -12,7 +12,7 @@ except ImportError:
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "pcaps")
 out = sys.argv[1] if len(sys.argv) > 1 else "corpus"
 PORTS = {502: "modbus", 20000: "dnp3", 2404: "iec104", 102: "tpkt_s7", 47808: "bacnet", 34964: "profinet"}
-PORTS.update({44818: "enip", 2222: "enip"})
+PORTS.update({44818: "enip", 2222: "enip", 4840: "opcua", 1883: "mqtt"})
 # Link-layer dissectors: what follows the EtherType (VLAN tags looked through).
 ETHERTYPES = {0x88B8: "goose_sv", 0x88BA: "goose_sv", 0x8892: "profinet"}
 

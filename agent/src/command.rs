@@ -455,9 +455,79 @@ commands! {
     BacnetUnknown => (Bacnet, "unknown", Other),
 
     // OPC UA binary (IEC 62541-6) message types and services.
+    // OPC 10000-6 7.1.2: the Hello message (HEL, answered by ACK) opens the connection.
+    OpcuaHello => (Opcua, "hello", Other),
+    // OPC 10000-4 clause 5, services by service set; the request and response type ids
+    // are those of OPC 10000-6 NodeIds.csv (`<Service>Request_Encoding_DefaultBinary`).
+    // Discovery (5.4).
+    OpcuaFindServers => (Opcua, "find_servers", Other),
+    OpcuaFindServersOnNetwork => (Opcua, "find_servers_on_network", Other),
+    OpcuaGetEndpoints => (Opcua, "get_endpoints", Other),
+    OpcuaRegisterServer => (Opcua, "register_server", Other),
+    OpcuaRegisterServer2 => (Opcua, "register_server2", Other),
+    // SecureChannel (5.5): OPN and CLO messages.
+    OpcuaOpenSecureChannel => (Opcua, "open_secure_channel", Other),
+    OpcuaCloseSecureChannel => (Opcua, "close_secure_channel", Other),
+    // Session (5.6).
+    OpcuaCreateSession => (Opcua, "create_session", Other),
+    OpcuaActivateSession => (Opcua, "activate_session", Other),
+    OpcuaCloseSession => (Opcua, "close_session", Other),
+    OpcuaCancel => (Opcua, "cancel", Other),
+    // NodeManagement (5.7): changes the server's address space.
+    OpcuaAddNodes => (Opcua, "add_nodes", Config),
+    OpcuaAddReferences => (Opcua, "add_references", Config),
+    OpcuaDeleteNodes => (Opcua, "delete_nodes", Config),
+    OpcuaDeleteReferences => (Opcua, "delete_references", Config),
+    // View (5.8).
+    OpcuaBrowse => (Opcua, "browse", Read),
+    OpcuaBrowseNext => (Opcua, "browse_next", Read),
+    OpcuaTranslateBrowsePathsToNodeIds => (Opcua, "translate_browse_paths_to_node_ids", Read),
+    OpcuaRegisterNodes => (Opcua, "register_nodes", Other),
+    OpcuaUnregisterNodes => (Opcua, "unregister_nodes", Other),
+    // Query (5.9).
+    OpcuaQueryFirst => (Opcua, "query_first", Read),
+    OpcuaQueryNext => (Opcua, "query_next", Read),
+    // Attribute (5.10).
+    OpcuaRead => (Opcua, "read", Read),
+    OpcuaHistoryRead => (Opcua, "history_read", Read),
+    OpcuaWrite => (Opcua, "write", Write),
+    OpcuaHistoryUpdate => (Opcua, "history_update", Write),
+    // Method (5.11): a method call operates the process.
+    OpcuaCall => (Opcua, "call", Control),
+    // MonitoredItem (5.12) and Subscription (5.13).
+    OpcuaCreateMonitoredItems => (Opcua, "create_monitored_items", Other),
+    OpcuaModifyMonitoredItems => (Opcua, "modify_monitored_items", Other),
+    OpcuaSetMonitoringMode => (Opcua, "set_monitoring_mode", Other),
+    OpcuaSetTriggering => (Opcua, "set_triggering", Other),
+    OpcuaDeleteMonitoredItems => (Opcua, "delete_monitored_items", Other),
+    OpcuaCreateSubscription => (Opcua, "create_subscription", Other),
+    OpcuaModifySubscription => (Opcua, "modify_subscription", Other),
+    OpcuaSetPublishingMode => (Opcua, "set_publishing_mode", Other),
+    OpcuaPublish => (Opcua, "publish", Other),
+    OpcuaRepublish => (Opcua, "republish", Other),
+    OpcuaTransferSubscriptions => (Opcua, "transfer_subscriptions", Other),
+    OpcuaDeleteSubscriptions => (Opcua, "delete_subscriptions", Other),
     OpcuaUnknown => (Opcua, "unknown", Other),
 
     // MQTT 3.1.1 / 5 control packets.
+    // OASIS MQTT 3.1.1 2.2.1 and MQTT 5.0 2.1.2 (control packet types), one command a
+    // packet type. A PUBLISH sets values wherever a controller subscribes: write.
+    MqttConnect => (Mqtt, "connect", Other),
+    MqttConnack => (Mqtt, "connack", Other),
+    MqttPublish => (Mqtt, "publish", Write),
+    MqttPuback => (Mqtt, "puback", Other),
+    MqttPubrec => (Mqtt, "pubrec", Other),
+    MqttPubrel => (Mqtt, "pubrel", Other),
+    MqttPubcomp => (Mqtt, "pubcomp", Other),
+    MqttSubscribe => (Mqtt, "subscribe", Read),
+    MqttSuback => (Mqtt, "suback", Other),
+    MqttUnsubscribe => (Mqtt, "unsubscribe", Other),
+    MqttUnsuback => (Mqtt, "unsuback", Other),
+    MqttPingreq => (Mqtt, "pingreq", Other),
+    MqttPingresp => (Mqtt, "pingresp", Other),
+    MqttDisconnect => (Mqtt, "disconnect", Other),
+    // MQTT 5.0 only (3.15): extended authentication exchange.
+    MqttAuth => (Mqtt, "auth", Other),
     MqttUnknown => (Mqtt, "unknown", Other),
 
     // GOOSE and sampled values (IEC 61850-7-2 SendGOOSEMessage / SendMSVMessage, mapped

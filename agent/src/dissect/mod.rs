@@ -350,9 +350,20 @@ violations! {
 
     // OPC UA binary.
     OpcuaBadHeader => "opcua_bad_header",
+    OpcuaBadHello => "opcua_bad_hello",
+    OpcuaBadSecurityHeader => "opcua_bad_security_header",
+    OpcuaSequenceGap => "opcua_sequence_gap",
+    OpcuaBadBody => "opcua_bad_body",
+    OpcuaUnknownService => "opcua_unknown_service",
 
     // MQTT.
     MqttBadPacket => "mqtt_bad_packet",
+    MqttBadLength => "mqtt_bad_length",
+    MqttReservedFlags => "mqtt_reserved_flags",
+    MqttBadString => "mqtt_bad_string",
+    MqttBadTopic => "mqtt_bad_topic",
+    MqttBadProtocol => "mqtt_bad_protocol",
+    MqttBadDirection => "mqtt_bad_direction",
 
     // GOOSE and sampled values (IEC 61850-8-1, -9-2).
     GooseBadPdu => "goose_bad_pdu",
