@@ -54,9 +54,12 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[(
 ///   when the body is encrypted): one more open and close than tshark's ids.
 /// - MQTT: `-T fields -e tcp.srcport -e mqtt.msgtype`, packets from the client; a PUBLISH
 ///   from the broker (delivery to a subscriber) is a response here.
+///
 /// Commands tshark's histograms leave out (encapsulation commands such as ListIdentity,
 /// BVLC functions, OPC UA HEL) are not compared.
-const REQUESTS: &[(&str, &str, &[(&str, u64)])] = &[
+type Requests = (&'static str, &'static str, &'static [(&'static str, u64)]);
+
+const REQUESTS: &[Requests] = &[
     ("enip_cip/iti_cip_stop_plc.pcap", "enip", &[("stop", 1)]),
     (
         "enip_cip/icsnpp_cip_set_attribute_single.pcapng",
