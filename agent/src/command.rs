@@ -296,14 +296,14 @@ commands! {
     S7pUnknown => (S7commplus, "unknown", Other),
 
     // MMS (ISO 9506-2), confirmed services and unconfirmed reports.
-    // association and PDUs that are not confirmed services (ISO 9506-2 §7.1, MMSpdu).
+    // association and PDUs that are not confirmed services (ISO 9506-2 `MMSpdu`).
     MmsInitiate => (Mms, "initiate", Other),
     MmsConclude => (Mms, "conclude", Other),
     MmsCancel => (Mms, "cancel", Other),
     // IEC 61850-8-1 control model: a write (for SBO a read) of a control object's Oper,
     // SBOw, Cancel or SBO attribute, i.e. a breaker or switch being operated.
     MmsOperate => (Mms, "operate", Control),
-    // ConfirmedServiceRequest choice tags [0]..[77] (ISO 9506-2 §7.2).
+    // ConfirmedServiceRequest choice tags `[0]`..`[77]` (ISO 9506-2 `ConfirmedServiceRequest`).
     MmsStatus => (Mms, "status", Diagnostic),
     MmsGetNameList => (Mms, "get_name_list", Read),
     MmsIdentify => (Mms, "identify", Diagnostic),
@@ -382,7 +382,7 @@ commands! {
     MmsFileRename => (Mms, "file_rename", Program),
     MmsFileDelete => (Mms, "file_delete", Program),
     MmsFileDirectory => (Mms, "file_directory", Read),
-    // additionalService [78] (ISO 9506-2:2003 §7.2, AdditionalService-Request choices).
+    // additionalService `[78]` (ISO 9506-2:2003 `AdditionalService-Request`).
     MmsVmdStop => (Mms, "vmd_stop", State),
     MmsVmdReset => (Mms, "vmd_reset", State),
     MmsSelect => (Mms, "select", State),
@@ -406,7 +406,7 @@ commands! {
     MmsGetEclAttributes => (Mms, "get_ecl_attributes", Read),
     MmsReportEclStatus => (Mms, "report_ecl_status", Diagnostic),
     MmsAlterEclMonitoring => (Mms, "alter_ecl_monitoring", Config),
-    // choices [80]..[86] (ISO 9506-2:2003: data exchange and access control).
+    // choices `[80]`..`[86]` (ISO 9506-2:2003: data exchange and access control).
     MmsGetDataExchangeAttributes => (Mms, "get_data_exchange_attributes", Read),
     MmsExchangeData => (Mms, "exchange_data", Write),
     MmsDefineAccessControlList => (Mms, "define_access_control_list", Config),
@@ -414,7 +414,7 @@ commands! {
     MmsReportAccessControlledObjects => (Mms, "report_access_controlled_objects", Read),
     MmsDeleteAccessControlList => (Mms, "delete_access_control_list", Config),
     MmsChangeAccessControl => (Mms, "change_access_control", Config),
-    // UnconfirmedService choices (ISO 9506-2 §7.3): reports from the server, counted as
+    // UnconfirmedService choices (ISO 9506-2): reports from the server, counted as
     // responses.
     MmsInformationReport => (Mms, "information_report", Read),
     MmsUnsolicitedStatus => (Mms, "unsolicited_status", Diagnostic),

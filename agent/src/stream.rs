@@ -201,9 +201,9 @@ impl DirStream {
         // Complete a partial message held in a block.
         while self.buf != NO_BUF && !data.is_empty() {
             let held = usize::from(self.len);
-            let want = match frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
-                FrameLen::Need(n) => n,
-                FrameLen::Len(total) => total,
+            let (want, whole) = match frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
+                FrameLen::Need(n) => (n, false),
+                FrameLen::Len(total) => (total, true),
                 FrameLen::Invalid(v) => {
                     sink.violation(v);
                     self.reset(pool);
@@ -214,7 +214,7 @@ impl DirStream {
                 // The block already holds a whole message: bytes kept by `hold` while the
                 // flow's protocol was undecided (a COTP connection confirm, say). Deliver
                 // it and keep the rest, instead of dropping the new data with it.
-                if want > 0 {
+                if whole && want > 0 {
                     sink.message(pool.block(self.buf).get(..want).unwrap_or(&[]), false);
                     if let Some(b) = pool.block_mut(self.buf).get_mut(..held) {
                         b.copy_within(want.., 0);

@@ -5,56 +5,58 @@
 //! One call decodes one DT's user data (the first DT of a segmented TSDU, `truncated` then)
 //! through four layers, each after its specification (read for reference, no code taken):
 //!
-//! - **Session**, ISO 8327-1 / ITU-T X.225 §8: an SPDU is SI (one octet), LI (one octet, or
-//!   0xFF and two octets, §8.2.5), the parameter field (PI and PGI units, each code, length
-//!   and value, §8.2.2–8.2.4), then user information. Data goes as a category-0 GIVE TOKENS
-//!   (SI 1) or PLEASE TOKENS (SI 2) concatenated with a DATA TRANSFER (SI 1, §8.3.11), the
-//!   user information following the DT's parameters; TYPED DATA (SI 33) alike. CONNECT
-//!   (13), ACCEPT (14), REFUSE (12), FINISH (9), DISCONNECT (10), ABORT (25) hold theirs in
-//!   the User Data (193) or Extended User Data (194) parameter, which comes last.
-//! - **Presentation**, ISO 8823-1 / X.226 §8.2: CONNECT carries a CP-type SET and ACCEPT a
-//!   CPA-PPDU SET whose normal-mode-parameters [2] end with User-data; data transfer carries
-//!   User-data alone: fully-encoded-data [APPLICATION 1] (SEQUENCE OF PDV-list:
-//!   transfer-syntax-name OPTIONAL, presentation-context-identifier, then
-//!   presentation-data-values single-ASN1-type [0], octet-aligned [1] or arbitrary [2]) or
-//!   simply-encoded-data [APPLICATION 0].
-//! - **ACSE**, ISO 8650-1 / X.227 §7.1: AARQ [APPLICATION 0] and AARE [APPLICATION 1] carry
-//!   the MMS initiate PDU in user-information [30] (SEQUENCE OF EXTERNAL, X.690 §8.18:
-//!   direct-reference, indirect-reference, data-value-descriptor, then encoding
-//!   single-ASN1-type [0] or octet-aligned [1]); AARE result [2] other than 0 is a refusal;
-//!   an AARQ calling-authentication-value [12] of the charstring [0] form is a password in
-//!   clear text. RLRQ, RLRE and ABRT ([APPLICATION 2..4]) release or abort.
-//! - **MMS**, ISO 9506-2 §7 (module MMS-General-Module-1): MMSpdu choices [0]
-//!   confirmed-Request (invokeID, listOfModifier OPTIONAL, ConfirmedServiceRequest), [1]
-//!   confirmed-Response, [2] confirmed-Error (serviceError [2], whose
-//!   serviceSpecificInformation [3] names some services), [3] unconfirmed-PDU
-//!   (informationReport [0], unsolicitedStatus [1], eventNotification [2]), [4] reject,
-//!   [5..7] cancel, [8..10] initiate, [11..13] conclude. The ConfirmedServiceRequest tag is
-//!   the service: [0] status … [77] fileDirectory, [78] additionalService (itself a choice:
-//!   vMDStop [0] … alterECLMonitoring [22]), [80] getDataExchangeAttributes …
-//!   [86] changeAccessControl (ISO 9506-2:2003). Variables are named by ObjectName
-//!   (vmd-specific [0], domain-specific [1] {domainId, itemId}, aa-specific [2]) inside a
-//!   VariableAccessSpecification (listOfVariable [0] or variableListName [1]).
-//! - **IEC 61850-8-1** (mapping of the control model of IEC 61850-7-2): a control object is
-//!   operated by writing its `Oper`, `SBOw` (select with value) or `Cancel` structure, and
-//!   selected (SBO, normal security) by reading its `SBO` attribute; their MMS item ids are
-//!   `<LN>$CO$<DO>$Oper` etc. in the logical device's domain. Such a write or read is the
-//!   command `operate` (class control), its object `<domain>/<item>`.
+//! - **Session**, ISO 8327-1 / ITU-T X.225 §8: an SPDU is SI (one octet), LI (one octet,
+//!   or 0xFF and two octets, §8.2.5), the parameter field (PI and PGI units, each code,
+//!   length and value), then user information. Data goes as a category-0 GIVE TOKENS
+//!   (SI 1) or PLEASE TOKENS (SI 2) concatenated with a category-2 DATA TRANSFER (SI 1),
+//!   the user information following the DT's parameters; TYPED DATA (SI 33) alike.
+//!   CONNECT (13), ACCEPT (14), REFUSE (12), FINISH (9), DISCONNECT (10), ABORT (25) hold
+//!   theirs in the User Data (193) or Extended User Data (194) parameter, which comes last.
+//! - **Presentation**, ISO 8823-1 / X.226 (PPDU definitions): CONNECT carries a CP-type
+//!   SET and ACCEPT a CPA-PPDU SET whose normal-mode-parameters `[2]` end with User-data;
+//!   data transfer carries User-data alone: fully-encoded-data `[APPLICATION 1]`
+//!   (SEQUENCE OF PDV-list: transfer-syntax-name OPTIONAL, presentation-context-identifier,
+//!   then presentation-data-values single-ASN1-type `[0]`, octet-aligned `[1]` or
+//!   arbitrary `[2]`) or simply-encoded-data `[APPLICATION 0]`.
+//! - **ACSE**, ISO 8650-1 / X.227 (APDU definitions): AARQ `[APPLICATION 0]` and AARE
+//!   `[APPLICATION 1]` carry the MMS initiate PDU in user-information `[30]` (SEQUENCE OF
+//!   EXTERNAL, X.690 §8.18: direct-reference, indirect-reference, data-value-descriptor,
+//!   then encoding single-ASN1-type `[0]` or octet-aligned `[1]`); an AARE result `[2]`
+//!   other than 0 is a refusal; an AARQ calling-authentication-value `[12]` of the
+//!   charstring `[0]` form is a password in clear text. RLRQ, RLRE and ABRT
+//!   (`[APPLICATION 2..4]`) release or abort.
+//! - **MMS**, ISO 9506-2 (ASN.1 module ISO-9506-MMS-1): MMSpdu choices `[0]`
+//!   confirmed-Request (invokeID, listOfModifier OPTIONAL, ConfirmedServiceRequest), `[1]`
+//!   confirmed-Response, `[2]` confirmed-Error (serviceError `[2]`, whose
+//!   serviceSpecificInformation `[3]` names some services), `[3]` unconfirmed-PDU
+//!   (informationReport `[0]`, unsolicitedStatus `[1]`, eventNotification `[2]`), `[4]`
+//!   reject, `[5..7]` cancel, `[8..10]` initiate, `[11..13]` conclude. The
+//!   ConfirmedServiceRequest tag is the service: `[0]` status … `[77]` fileDirectory,
+//!   `[78]` additionalService (itself a choice: vMDStop `[0]` … alterECLMonitoring
+//!   `[22]`), `[80]` getDataExchangeAttributes … `[86]` changeAccessControl (ISO
+//!   9506-2:2003). Variables are named by ObjectName (vmd-specific `[0]`, domain-specific
+//!   `[1]` {domainId, itemId}, aa-specific `[2]`) inside a VariableAccessSpecification
+//!   (listOfVariable `[0]` or variableListName `[1]`).
+//! - **IEC 61850-8-1** (mapping of the control model of IEC 61850-7-2): a control object
+//!   is operated by writing its `Oper`, `SBOw` (select with value) or `Cancel` structure,
+//!   and selected (SBO, normal security) by reading its `SBO` attribute; their MMS item ids
+//!   are `<LN>$CO$<DO>$Oper` etc. in the logical device's domain. Such a write or read is
+//!   the command `operate` (class control), its object `<domain>/<item>`.
 //! - BER, X.690 §8.1: identifier octets (class, constructed bit, tag; high tag numbers in
 //!   base 128), definite length (short form, or 0x81–0x84 and that many octets).
 //!
 //! Guarantees: no panics and no indexing on wire bytes (everything through [`Reader`] and
-//! the bounds-checked [`Ber`] cursor), no allocation (the object name is assembled in a
+//! the bounds-checked `Ber` cursor), no allocation (the object name is assembled in a
 //! stack buffer), no recursion (nesting is walked with a fixed-size stack of
 //! [`MAX_DEPTH`]), no state between calls. Every length is checked against its enclosing
 //! one; a length running past it is `mms_ber_overrun` unless the message was truncated
 //! there. Each call reports exactly one [`Pdu`] and at most one violation.
 //!
-//! Deliberate limits: BER's indefinite length form is not accepted (no MMS stack in use
-//! sends it; it is counted as `mms_ber_bad_encoding`); only the first PDV of a
-//! fully-encoded-data is decoded; a response is classified by its own service tag, so the
-//! answer to an `operate` counts as a `write` response (no invoke-id table per flow); a
-//! confirmed-Error names its service only when its serviceSpecificInformation does.
+//! Deliberate limits: BER's indefinite length form is not accepted (the MMS stacks seen
+//! send definite lengths; it is counted as `mms_ber_bad_encoding`); only the first PDV of
+//! a fully-encoded-data is decoded; a response is classified by its own service tag, so
+//! the answer to an `operate` counts as a `write` response (no invoke-id table per flow);
+//! a confirmed-Error names its service only when its serviceSpecificInformation does.
 
 use super::{Identity, PDU_CLEARTEXT_CREDENTIALS, Pdu, PduKind, PduSink, Reader, Side, Violation};
 use crate::command::Cmd;
@@ -402,7 +404,7 @@ mod si {
     pub const CAPABILITY_DATA_ACK: u8 = 62;
 }
 
-/// User Data and Extended User Data parameter codes (X.225 §8.3.1.20, §8.3.1.21).
+/// User Data and Extended User Data PGI codes (X.225 §8.3).
 const PGI_USER_DATA: u8 = 193;
 const PGI_EXTENDED_USER_DATA: u8 = 194;
 
@@ -541,7 +543,7 @@ fn session<'a>(ud: &'a [u8], truncated: bool, out: &mut Out<'a>) {
 
 // ---------------------------------------------------------------- presentation (X.226)
 
-/// The value of the first PDV of a User-data TLV (X.226 §8.2, `User-data`): single-ASN1-type
+/// The value of the first PDV of a User-data TLV (X.226 `User-data`): single-ASN1-type
 /// or octet-aligned content, with its clipped flag. `None` when absent or `arbitrary`.
 fn user_data_value<'a>(ud: &Tlv<'a>, out: &mut Out<'_>) -> Option<(&'a [u8], bool)> {
     if ud.is(APPLICATION, false, 0) {
@@ -597,7 +599,7 @@ fn presentation_data<'a>(buf: &'a [u8], truncated: bool, out: &mut Out<'a>) {
     }
 }
 
-/// CP-type (on CONNECT) or CPA-PPDU (on ACCEPT): a SET whose normal-mode-parameters [2]
+/// CP-type (on CONNECT) or CPA-PPDU (on ACCEPT): a SET whose normal-mode-parameters `[2]`
 /// hold User-data, whose PDV holds the ACSE APDU.
 fn presentation_connect<'a>(buf: &'a [u8], clipped: bool, out: &mut Out<'a>) {
     let mut b = Ber::new(buf, clipped);
@@ -627,7 +629,7 @@ fn presentation_connect<'a>(buf: &'a [u8], clipped: bool, out: &mut Out<'a>) {
     }
 }
 
-// ---------------------------------------------------------------- ACSE (X.227 §7.1)
+// ---------------------------------------------------------------- ACSE (X.227)
 
 fn acse<'a>(buf: &'a [u8], clipped: bool, out: &mut Out<'a>) {
     let mut b = Ber::new(buf, clipped);
@@ -703,14 +705,14 @@ fn acse<'a>(buf: &'a [u8], clipped: bool, out: &mut Out<'a>) {
     }
 }
 
-// ---------------------------------------------------------------- MMS (ISO 9506-2 §7)
+// ---------------------------------------------------------------- MMS (ISO 9506-2)
 
 /// Where a request names what it acts on (ISO 9506-2 request productions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
     /// Nothing worth keeping.
     None,
-    /// Read-Request: variableAccessSpecificatn [1].
+    /// Read-Request: variableAccessSpecificatn `[1]`.
     Read,
     /// Write-Request, InformationReport: a VariableAccessSpecification first.
     Write,
@@ -726,12 +728,13 @@ enum Shape {
     File(u32),
     /// The request is a FileName.
     FileName,
-    /// GetNameList-Request: objectScope [1], domainSpecific [1].
+    /// GetNameList-Request: objectScope `[1]`, domainSpecific `[1]`.
     Scope,
 }
 
 /// ConfirmedServiceRequest / ConfirmedServiceResponse choice tag to command and request
-/// shape (ISO 9506-2 §7.2). [78] additionalService is decoded by [`additional_service`].
+/// shape (ISO 9506-2, `ConfirmedServiceRequest`). `[78]` additionalService is decoded by
+/// [`additional_service`].
 fn confirmed_service(tag: u32) -> Option<(Cmd, Shape)> {
     use Cmd::*;
     use Shape::*;
@@ -825,14 +828,14 @@ fn confirmed_service(tag: u32) -> Option<(Cmd, Shape)> {
     })
 }
 
-/// The command of a ConfirmedServiceRequest choice tag (ISO 9506-2 §7.2), as tshark's
-/// `mms.confirmedServiceRequest` numbers them; `None` for [78] (whose command is the inner
+/// The command of a ConfirmedServiceRequest choice tag (ISO 9506-2), as tshark's
+/// `mms.confirmedServiceRequest` numbers them; `None` for `[78]` (whose command is the inner
 /// choice's) and undefined tags.
 pub fn confirmed_service_cmd(tag: u32) -> Option<Cmd> {
     confirmed_service(tag).map(|(c, _)| c)
 }
 
-/// AdditionalService-Request / -Response choice tag (ISO 9506-2:2003, inside [78]).
+/// AdditionalService-Request / -Response choice tag (ISO 9506-2:2003, inside `[78]`).
 fn additional_service(tag: u32) -> Option<Cmd> {
     use Cmd::*;
     Some(match tag {
@@ -985,8 +988,8 @@ fn confirmed_response<'a>(pdu: &Tlv<'a>, out: &mut Out<'a>) -> Cmd {
     cmd
 }
 
-/// Confirmed-ErrorPDU: the service when serviceError's serviceSpecificInformation [3]
-/// names it (ISO 9506-2 §7.4, ServiceError), else `unknown`.
+/// Confirmed-ErrorPDU: the service when serviceError's serviceSpecificInformation `[3]`
+/// names it (ISO 9506-2 `ServiceError`), else `unknown`.
 fn confirmed_error(pdu: &Tlv<'_>, out: &mut Out<'_>) -> Cmd {
     let mut m = pdu.children();
     while let Some(t) = m.next_or(out) {
@@ -1047,7 +1050,7 @@ fn reject(pdu: &Tlv<'_>, out: &mut Out<'_>) -> Cmd {
     Cmd::MmsUnknown
 }
 
-/// Unconfirmed-PDU: informationReport [0], unsolicitedStatus [1], eventNotification [2].
+/// Unconfirmed-PDU: informationReport `[0]`, unsolicitedStatus `[1]`, eventNotification `[2]`.
 fn unconfirmed<'a>(pdu: &Tlv<'a>, out: &mut Out<'a>) -> Cmd {
     let mut m = pdu.children();
     let Some(svc) = m.next_or(out) else {
@@ -1079,8 +1082,8 @@ struct Name<'a> {
     item: &'a [u8],
 }
 
-/// ObjectName (ISO 9506-2 §7.5): vmd-specific [0] and aa-specific [2] IMPLICIT Identifier,
-/// domain-specific [1] SEQUENCE { domainId, itemId }. Also takes a bare Identifier.
+/// ObjectName (ISO 9506-2): vmd-specific `[0]` and aa-specific `[2]` IMPLICIT Identifier,
+/// domain-specific `[1]` SEQUENCE { domainId, itemId }. Also takes a bare Identifier.
 fn object_name<'a>(t: &Tlv<'a>) -> Option<Name<'a>> {
     match (t.class, t.constructed, t.tag) {
         (CONTEXT, false, 0 | 2) | (UNIVERSAL, false, univ::VISIBLE_STRING) => Some(Name {
@@ -1118,9 +1121,9 @@ fn control_attribute(item: &[u8], write: bool) -> bool {
     }
 }
 
-/// VariableAccessSpecification: listOfVariable [0] (SEQUENCE OF SEQUENCE { variable
-/// Specification, alternateAccess [5] OPTIONAL }, name [0] ObjectName) or
-/// variableListName [1] ObjectName. Keeps the first name as the object; with
+/// VariableAccessSpecification: listOfVariable `[0]` (SEQUENCE OF SEQUENCE { variable
+/// Specification, alternateAccess `[5]` OPTIONAL }, name `[0]` ObjectName) or
+/// variableListName `[1]` ObjectName. Keeps the first name as the object; with
 /// `control = Some(write)`, a control object attribute among the variables is the object
 /// instead and `true` is returned.
 fn variable_access<'a>(vas: &Tlv<'a>, control: Option<bool>, out: &mut Out<'a>) -> bool {

@@ -208,7 +208,7 @@ fn probe_session(ud: &[u8], complete: bool) -> super::Probe {
     match si {
         spdu::GIVE_TOKENS_OR_DATA => {
             // Category 0 GIVE TOKENS (empty) followed by DATA TRANSFER (empty parameters)
-            // and the presentation PDU: 01 00 01 00, then ISO 8823 User-data (X.226 §8.2):
+            // and the presentation PDU: 01 00 01 00, then ISO 8823 / X.226 User-data:
             // fully-encoded-data [APPLICATION 1] (0x61) or simply-encoded-data
             // [APPLICATION 0] (0x40).
             if li != 0 {
