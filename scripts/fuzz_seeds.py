@@ -63,6 +63,10 @@ for dirpath, _, files in os.walk(root):
                     # IO-CM moves to ephemeral ports after the first call.
                     if l4 is UDP and "profinet" in dirpath:
                         put("profinet", payload)
+                    # MMS: the user data of a whole COTP DT (TPKT 4 + DT header 3).
+                    if 102 in ports and payload[:2] == b"\x03\x00" and payload[5:6] == b"\xf0" \
+                            and len(payload) > 7 and payload[7] not in (0x32, 0x72):
+                        put("mms", payload[7:])
                     put("it_probes", payload)
         if frames:
             put("packet_path", frames[:65536])

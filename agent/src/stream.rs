@@ -201,9 +201,9 @@ impl DirStream {
         // Complete a partial message held in a block.
         while self.buf != NO_BUF && !data.is_empty() {
             let held = usize::from(self.len);
-            let want = match frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
-                FrameLen::Need(n) => n,
-                FrameLen::Len(total) => total,
+            let (want, whole) = match frame(pool.block(self.buf).get(..held).unwrap_or(&[])) {
+                FrameLen::Need(n) => (n, false),
+                FrameLen::Len(total) => (total, true),
                 FrameLen::Invalid(v) => {
                     sink.violation(v);
                     self.reset(pool);
@@ -211,6 +211,20 @@ impl DirStream {
                 }
             };
             if want <= held {
+                // The block already holds a whole message: bytes kept by `hold` while the
+                // flow's protocol was undecided (a COTP connection confirm, say). Deliver
+                // it and keep the rest, instead of dropping the new data with it.
+                if whole && want > 0 {
+                    sink.message(pool.block(self.buf).get(..want).unwrap_or(&[]), false);
+                    if let Some(b) = pool.block_mut(self.buf).get_mut(..held) {
+                        b.copy_within(want.., 0);
+                    }
+                    self.len = (held - want) as u16;
+                    if self.len == 0 {
+                        self.reset(pool);
+                    }
+                    continue;
+                }
                 // Cannot happen with a consistent `frame`; resynchronise rather than loop.
                 self.reset(pool);
                 return;
@@ -360,6 +374,31 @@ pub(crate) mod tests {
             ]
         );
         assert!(v.is_empty());
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    /// Regression: whole messages held by `hold` (kept while the flow was being classified,
+    /// e.g. a COTP CC before the client's CONNECT decided MMS) were dropped together with
+    /// the next segment of that direction (the MMS initiate response).
+    #[test]
+    fn whole_messages_held_before_the_decision_are_delivered() {
+        let mut pool = BufPool::new(4);
+        let mut d = DirStream::default();
+        d.hold(&[2, 7, 3, 1, 1, 4, 9], &mut pool);
+        let (m, v) = run(&mut d, &mut pool, &[5, 5, 3, 8, 8, 8]);
+        assert_eq!(
+            m,
+            vec![
+                (vec![2, 7], false),
+                (vec![3, 1, 1], false),
+                (vec![4, 9, 5, 5], false),
+                (vec![3, 8, 8], false),
+            ]
+        );
+        assert!(v.is_empty());
+        // The last byte starts a message still held.
+        assert_eq!(pool.in_use(), 1);
+        d.reset(&mut pool);
         assert_eq!(pool.in_use(), 0);
     }
 

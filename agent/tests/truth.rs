@@ -6,7 +6,7 @@
 //!   file's frames with no recognised payload (`tcp`, `udp`, `ip`, `ipv6`, `data`): we
 //!   count every frame of a protocol's flows (handshakes and ACKs too), as nDPI does.
 //! - Every frame lands in exactly one protocol.
-//! - ICS commands: for Modbus, DNP3, IEC-104 and S7comm, our `ics_commands` equal
+//! - ICS commands: for Modbus, DNP3, IEC-104, S7comm and MMS, our `ics_commands` equal
 //!   tshark's request counts, command by command.
 //! - Damaged captures end cleanly, their errors counted.
 //!
@@ -19,7 +19,7 @@
     clippy::panic
 )] // test code
 
-use infrawatch_agent::dissect::modbus;
+use infrawatch_agent::dissect::{mms, modbus};
 use infrawatch_agent::engine::EngineConfig;
 use infrawatch_agent::replay::replay;
 use infrawatch_agent::summary::Summary;
@@ -498,6 +498,30 @@ fn every_capture_agrees_with_tshark() {
                 failures.push(format!(
                     "{rel}: goose: ours {pdus} messages from {} publishers, tshark {frames} from {publishers}",
                     s.health.goose_publishers
+                ));
+            }
+        }
+        // MMS: confirmed service requests, by ConfirmedServiceRequest tag. Initiate,
+        // conclude and cancel are PDUs of their own, not confirmed services; `operate` is
+        // a write on the wire (or an SBO read: none in these captures).
+        if let Some(m) = ics.get("mms") {
+            let expected: BTreeMap<String, u64> = as_counts(m.get("confirmed_service_requests"))
+                .into_iter()
+                .map(|(tag, n)| {
+                    let cmd = mms::confirmed_service_cmd(tag.parse().unwrap()).unwrap();
+                    (cmd.name().to_string(), n)
+                })
+                .collect();
+            let mut ours = commands_of(s, "mms");
+            for k in ["initiate", "conclude", "cancel"] {
+                ours.remove(k);
+            }
+            if let Some(n) = ours.remove("operate") {
+                *ours.entry("write".to_string()).or_default() += n;
+            }
+            if ours != expected {
+                failures.push(format!(
+                    "{rel}: mms requests: ours {ours:?}, tshark {expected:?}"
                 ));
             }
         }

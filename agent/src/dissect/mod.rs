@@ -328,6 +328,13 @@ violations! {
 
     // MMS (and its session/presentation/ACSE carriers).
     MmsBadPdu => "mms_bad_pdu",
+    MmsUnknownService => "mms_unknown_service",
+    MmsBadSpdu => "mms_bad_spdu",
+    MmsBadPpdu => "mms_bad_ppdu",
+    MmsBadAcse => "mms_bad_acse",
+    MmsBerOverrun => "mms_ber_overrun",
+    MmsBerBadEncoding => "mms_ber_bad_encoding",
+    MmsBerTooDeep => "mms_ber_too_deep",
 
     // EtherNet/IP and CIP.
     EnipBadHeader => "enip_bad_header",

@@ -23,8 +23,8 @@
 //! a TSDU, the continuation DTs are skipped until EOT (tracked per direction), which is
 //! enough for the command and keeps memory per flow constant.
 
-use super::s7comm;
 use super::{FrameLen, Hint, Pdu, PduKind, PduSink, Reader, Side, Violation, be16, byte, le16};
+use super::{mms, s7comm};
 use crate::proto::Proto;
 use crate::stream::BufPool;
 
@@ -208,18 +208,19 @@ fn probe_session(ud: &[u8], complete: bool) -> super::Probe {
     match si {
         spdu::GIVE_TOKENS_OR_DATA => {
             // Category 0 GIVE TOKENS (empty) followed by DATA TRANSFER (empty parameters)
-            // and the presentation PDU: 01 00 01 00 …
+            // and the presentation PDU: 01 00 01 00, then ISO 8823 / X.226 User-data:
+            // fully-encoded-data [APPLICATION 1] (0x61) or simply-encoded-data
+            // [APPLICATION 0] (0x40).
             if li != 0 {
                 return Probe::No;
             }
             match (r.u8(), r.u8()) {
-                (Some(spdu::GIVE_TOKENS_OR_DATA), Some(0)) => {
-                    if r.is_empty() {
-                        if complete { Probe::No } else { Probe::Unsure }
-                    } else {
-                        Probe::Match
-                    }
-                }
+                (Some(spdu::GIVE_TOKENS_OR_DATA), Some(0)) => match r.u8() {
+                    None if complete => Probe::No,
+                    None => Probe::Unsure,
+                    Some(0x61 | 0x40) => Probe::Match,
+                    Some(_) => Probe::No,
+                },
                 (None, _) | (Some(spdu::GIVE_TOKENS_OR_DATA), None) if !complete => Probe::Unsure,
                 _ => Probe::No,
             }
@@ -561,17 +562,10 @@ pub fn dissect(
             }
             s7comm::dissect_s7plus(ud, side, upper_truncated, sink);
         }
-        Proto::Mms => dissect_session(ud, side, upper_truncated, sink),
+        Proto::Mms => mms::dissect(ud, side, upper_truncated, sink),
         // RDP's X.224 data (MCS) is not decoded; other ids should not reach here.
         _ => sink.pdu(side, &message),
     }
-}
-
-/// Hook for the ISO 8327 session / ISO 8823 presentation / MMS (ISO 9506) dissector, which
-/// is written separately: until then every MMS DT is one `Message`.
-fn dissect_session(ud: &[u8], side: Side, truncated: bool, sink: &mut dyn PduSink) {
-    let _ = (ud, truncated);
-    sink.pdu(side, &Pdu::new(Proto::Mms, PduKind::Message));
 }
 
 #[cfg(test)]
