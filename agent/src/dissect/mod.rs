@@ -641,6 +641,52 @@ pub(crate) mod testutil {
         (out, violations)
     }
 
+    /// The signature of a stream dissector with per-flow state.
+    pub type StreamDissect<S> =
+        fn(&[u8], Side, bool, &mut S, &mut crate::stream::BufPool, &mut dyn PduSink);
+
+    /// One flow of a stream dissector under test: its state, a pool and a recorder, fed
+    /// whole messages by hand.
+    pub struct Flow<S> {
+        pub state: S,
+        pub pool: crate::stream::BufPool,
+        pub rec: Recorder,
+        dissect: StreamDissect<S>,
+    }
+
+    impl<S: Default> Flow<S> {
+        pub fn new(dissect: StreamDissect<S>) -> Self {
+            Flow {
+                state: S::default(),
+                pool: crate::stream::BufPool::new(1),
+                rec: Recorder::default(),
+                dissect,
+            }
+        }
+
+        /// Dissects one message and returns the kind of the last pdu it reported.
+        pub fn feed(&mut self, side: Side, msg: &[u8]) -> PduKind {
+            (self.dissect)(
+                msg,
+                side,
+                false,
+                &mut self.state,
+                &mut self.pool,
+                &mut self.rec,
+            );
+            self.rec
+                .pdus
+                .last()
+                .map(|(_, p)| p.kind)
+                .unwrap_or(PduKind::Message)
+        }
+
+        /// The object of the last pdu.
+        pub fn object(&self) -> Option<&[u8]> {
+            self.rec.objects.last().and_then(|o| o.as_deref())
+        }
+    }
+
     /// Hex string (spaces allowed) to bytes, for test vectors.
     pub fn hex(s: &str) -> Vec<u8> {
         let clean: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();

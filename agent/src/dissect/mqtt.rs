@@ -890,7 +890,7 @@ pub fn dissect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::testutil::{Recorder, hex, messages};
+    use crate::dissect::testutil::{Flow, Recorder, hex, messages};
     use std::collections::{BTreeMap, HashMap};
 
     fn hint(port: bool, from_client: bool) -> Hint {
@@ -939,34 +939,8 @@ mod tests {
         packet(0x10, &body)
     }
 
-    struct Flow {
-        state: State,
-        pool: BufPool,
-        rec: Recorder,
-    }
-
-    impl Flow {
-        fn new() -> Self {
-            Flow {
-                state: State::default(),
-                pool: BufPool::new(1),
-                rec: Recorder::default(),
-            }
-        }
-        fn feed(&mut self, side: Side, msg: &[u8]) -> PduKind {
-            dissect(
-                msg,
-                side,
-                false,
-                &mut self.state,
-                &mut self.pool,
-                &mut self.rec,
-            );
-            self.rec.pdus.last().map(|(_, p)| p.kind).unwrap()
-        }
-        fn object(&self) -> Option<&[u8]> {
-            self.rec.objects.last().unwrap().as_deref()
-        }
+    fn flow() -> Flow<State> {
+        Flow::new(dissect)
     }
 
     fn run_capture(rel: &str) -> (Recorder, Vec<Option<u8>>) {
@@ -1113,7 +1087,7 @@ mod tests {
     #[test]
     fn connect_variants() {
         // 5.0 with a user name only.
-        let mut f = Flow::new();
+        let mut f = flow();
         assert_eq!(
             f.feed(Side::Client, &connect_v(5, 0x82, b"plc-7", &s(b"token"))),
             PduKind::Request(Cmd::MqttConnect)
@@ -1128,7 +1102,7 @@ mod tests {
         );
         assert!(f.rec.violations.is_empty(), "{:?}", f.rec.violations);
         // 3.1.1 refusing with return code 5.
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &connect_v(4, 0x02, b"x", &[]));
         assert_eq!(
             f.feed(Side::Server, &packet(0x20, &hex("00 05"))),
@@ -1145,7 +1119,7 @@ mod tests {
             PDU_CLEARTEXT_CREDENTIALS
         );
         // Unknown protocol level.
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &connect_v(7, 0x02, b"x", &[]));
         assert_eq!(f.rec.violations, vec![Violation::MqttBadProtocol]);
         assert_eq!(f.state.level(), None);
@@ -1153,7 +1127,7 @@ mod tests {
 
     #[test]
     fn publish_from_either_side() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &connect_v(4, 0x02, b"hmi", &[]));
         f.feed(Side::Server, &packet(0x20, &hex("00 00")));
         let mut body = s(b"plant/valve7/setpoint");
@@ -1202,7 +1176,7 @@ mod tests {
 
     #[test]
     fn v5_acknowledgement_failures_are_exceptions() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &connect_v(5, 0x02, b"c", &[]));
         f.feed(Side::Server, &packet(0x20, &hex("00 00 00")));
         // PUBACK 0x87 (not authorized) from the broker.
@@ -1242,7 +1216,7 @@ mod tests {
 
     #[test]
     fn malformed_packets_are_counted() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &connect_v(4, 0x02, b"c", &[]));
         // AUTH does not exist in 3.1.1.
         assert_eq!(
@@ -1295,7 +1269,7 @@ mod tests {
     #[test]
     fn roles_follow_the_packets_of_a_flow_seen_mid_way() {
         // The engine took the broker for the client (no SYN, unknown ports).
-        let mut f = Flow::new();
+        let mut f = flow();
         assert_eq!(
             f.feed(Side::Client, &packet(0xd0, &[])),
             PduKind::Response(Cmd::MqttPingresp)
@@ -1309,7 +1283,7 @@ mod tests {
         );
         assert!(f.rec.violations.is_empty(), "{:?}", f.rec.violations);
         // The CONNACK's layout gives away the level.
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Server, &packet(0x20, &hex("00 00 03 21 00 0a")));
         assert_eq!(f.state.level(), Some(LEVEL_5));
     }
@@ -1319,7 +1293,7 @@ mod tests {
         let mut body = s(b"plant/firmware");
         body.extend(vec![0u8; 5000]);
         let msg = packet(0x30, &body);
-        let mut f = Flow::new();
+        let mut f = flow();
         dissect(
             msg.get(..1024).unwrap(),
             Side::Client,

@@ -1114,7 +1114,7 @@ impl Dissector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::testutil::{Recorder, hex, messages};
+    use crate::dissect::testutil::{Flow, Recorder, hex, messages};
     use std::collections::{BTreeMap, HashMap};
 
     fn hint(port: bool) -> Hint {
@@ -1202,31 +1202,8 @@ mod tests {
         message(b"HELF", &v)
     }
 
-    struct Flow {
-        state: State,
-        pool: BufPool,
-        rec: Recorder,
-    }
-
-    impl Flow {
-        fn new() -> Self {
-            Flow {
-                state: State::default(),
-                pool: BufPool::new(1),
-                rec: Recorder::default(),
-            }
-        }
-        fn feed(&mut self, side: Side, msg: &[u8]) -> PduKind {
-            dissect(
-                msg,
-                side,
-                false,
-                &mut self.state,
-                &mut self.pool,
-                &mut self.rec,
-            );
-            self.rec.pdus.last().map(|(_, p)| p.kind).unwrap()
-        }
+    fn flow() -> Flow<State> {
+        Flow::new(dissect)
     }
 
     /// A capture's OPC UA messages through framing and dissection, one state per flow.
@@ -1413,7 +1390,7 @@ mod tests {
 
     #[test]
     fn write_and_call_carry_their_node() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &open(POLICY_NONE, 1, &open_request(1)));
         // Write: one WriteValue on ns=2;s=Valve1.Setpoint.
         let mut body = type_id(673);
@@ -1468,7 +1445,7 @@ mod tests {
 
     #[test]
     fn publish_faults_and_errors_find_their_request() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &hello_msg(b"opc.tcp://plc:4840"));
         // A server refusing the Hello.
         let mut err = 0x807f_0000u32.to_le_bytes().to_vec();
@@ -1491,7 +1468,7 @@ mod tests {
 
     #[test]
     fn chunked_messages_count_once() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &open(POLICY_NONE, 1, &open_request(1)));
         let mut body = type_id(631);
         body.extend(request_header());
@@ -1522,7 +1499,7 @@ mod tests {
 
     #[test]
     fn sequence_gaps_are_violations() {
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &open(POLICY_NONE, 1, &open_request(1)));
         let mut body = type_id(631);
         body.extend(request_header());
@@ -1530,7 +1507,7 @@ mod tests {
         f.feed(Side::Client, &chunk(b"MSGF", 5, 3, &body));
         assert_eq!(f.rec.violations, vec![Violation::OpcuaSequenceGap]);
         // The legacy wrap-around is fine.
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &chunk(b"MSGF", u32::MAX - 10, 2, &body));
         f.feed(Side::Client, &chunk(b"MSGF", 3, 3, &body));
         assert!(f.rec.violations.is_empty(), "{:?}", f.rec.violations);
@@ -1542,7 +1519,7 @@ mod tests {
         let mut read = type_id(631);
         read.extend(request_header());
         // Sign: the first MSG has a readable type id.
-        let mut f = Flow::new();
+        let mut f = flow();
         assert_eq!(
             f.feed(Side::Client, &open(policy, 1, &[0x5a; 64])),
             PduKind::Request(Cmd::OpcuaOpenSecureChannel)
@@ -1558,7 +1535,7 @@ mod tests {
         );
         assert_eq!(f.state.security(), Security::Sign);
         // SignAndEncrypt: every MSG is opaque, even one that happens to look readable.
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &open(policy, 1, &[0x5a; 64]));
         assert_eq!(
             f.feed(Side::Client, &chunk(b"MSGF", 0x1234_5678, 9, &[0x77; 64])),
@@ -1578,7 +1555,7 @@ mod tests {
 
     #[test]
     fn policy_none_with_a_secure_mode_is_a_violation() {
-        let mut f = Flow::new();
+        let mut f = flow();
         assert_eq!(
             f.feed(Side::Client, &open(POLICY_NONE, 1, &open_request(3))),
             PduKind::Request(Cmd::OpcuaOpenSecureChannel)
@@ -1607,7 +1584,7 @@ mod tests {
         token.extend(string(b"hunter2"));
         let mut clear = token.clone();
         clear.extend_from_slice(&[0xff; 4]);
-        let mut f = Flow::new();
+        let mut f = flow();
         f.feed(Side::Client, &open(POLICY_NONE, 1, &open_request(1)));
         f.feed(Side::Client, &chunk(b"MSGF", 2, 2, &activate(324, &clear)));
         assert_eq!(
@@ -1629,7 +1606,7 @@ mod tests {
 
     #[test]
     fn bad_headers_and_hellos() {
-        let mut f = Flow::new();
+        let mut f = flow();
         // A Hello with a 512-byte receive buffer.
         let mut v = 0u32.to_le_bytes().to_vec();
         for n in [512u32, 65536, 0, 0] {
@@ -1664,7 +1641,7 @@ mod tests {
 
     #[test]
     fn reverse_connections_swap_roles() {
-        let mut f = Flow::new();
+        let mut f = flow();
         let mut v = string(b"urn:plc");
         v.extend(string(b"opc.tcp://plc:4840"));
         assert_eq!(
