@@ -15,6 +15,7 @@ pub mod agent;
 pub mod diag;
 pub mod doc;
 pub mod filter;
+pub mod policy;
 pub mod units;
 
 pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};
