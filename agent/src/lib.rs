@@ -13,6 +13,7 @@ pub mod capture;
 pub mod classify;
 pub mod command;
 pub mod decode;
+pub mod detect;
 pub mod dissect;
 pub mod engine;
 pub mod flow;

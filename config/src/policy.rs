@@ -231,6 +231,9 @@ pub struct SynFlood {
     pub half_open: u32,
     /// Distinct sources of half-open connections to one destination port within `window`.
     pub distinct_sources: u32,
+    /// Half-open connections to all destinations together within `window` (a flood with
+    /// spoofed sources and destinations).
+    pub total_half_open: u32,
     pub window: Duration,
 }
 
@@ -291,6 +294,7 @@ impl Default for Detectors {
                 severity: None,
                 half_open: 100,
                 distinct_sources: 20,
+                total_half_open: 100,
                 window: Duration::from_secs(1),
             },
             arp_spoof: ArpSpoof {

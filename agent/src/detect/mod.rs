@@ -1,0 +1,149 @@
+//! Detection: the agent's judgement (DESIGN.md, "Detection").
+//!
+//! Detectors are plain state machines fed facts by the engine (a TCP attempt, an ARP
+//! packet, a command, a violation, a tick of packet time) with an explicit time; they
+//! never read a clock, so a capture replays to the same findings. Each holds bounded
+//! state and counts what it evicted. A detector reports [`Finding`]s; the event layer
+//! ([`crate::event`]) folds findings with the same (kind, key) into one event whose count
+//! and last time update (a long scan is one event, not one per packet).
+//!
+//! - [`independent`]: the detectors that need no site knowledge (`port_scan`,
+//!   `syn_flood`, `arp_spoof`, `rate_anomaly`, `malformed`, `goose`);
+//! - `site`: the ones that judge against the policy (`policy_violation`,
+//!   `ics_command`, `new_asset`, `new_conversation`, `silence`);
+//! - `capture` is judged by the capture threads' supervisor (`run.rs`) with
+//!   [`independent::CaptureWatch`].
+
+pub mod independent;
+
+use crate::command::Cmd;
+use crate::decode::{Addr, Mac};
+use crate::dissect::Violation;
+use crate::proto::Proto;
+use infrawatch_config::policy::Level;
+
+macro_rules! kinds {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// An anomaly kind (the `kind` label; DESIGN.md's table).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Kind { $($variant),* }
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
+            pub const COUNT: usize = Kind::ALL.len();
+            pub const fn name(self) -> &'static str {
+                match self { $(Kind::$variant => $name),* }
+            }
+            pub fn from_name(name: &str) -> Option<Kind> {
+                match name { $($name => Some(Kind::$variant),)* _ => None }
+            }
+            pub const fn index(self) -> usize { self as usize }
+        }
+    };
+}
+
+kinds! {
+    PolicyViolation => "policy_violation",
+    IcsCommand => "ics_command",
+    NewAsset => "new_asset",
+    NewConversation => "new_conversation",
+    PortScan => "port_scan",
+    SynFlood => "syn_flood",
+    ArpSpoof => "arp_spoof",
+    RateAnomaly => "rate_anomaly",
+    Malformed => "malformed",
+    Goose => "goose",
+    Silence => "silence",
+    Capture => "capture",
+}
+
+impl Kind {
+    /// DESIGN.md's default severity of a kind (`ics_command` depends on the class: see
+    /// [`class_severity`]).
+    pub const fn default_severity(self) -> Level {
+        match self {
+            Kind::ArpSpoof => Level::Critical,
+            Kind::PolicyViolation
+            | Kind::NewAsset
+            | Kind::PortScan
+            | Kind::SynFlood
+            | Kind::Goose
+            | Kind::Silence
+            | Kind::Capture
+            | Kind::IcsCommand => Level::Warning,
+            Kind::NewConversation | Kind::RateAnomaly | Kind::Malformed => Level::Info,
+        }
+    }
+}
+
+/// Default severity of an `ics_command` anomaly by command class: state/program
+/// critical, control/config warning, everything else info.
+pub const fn class_severity(class: crate::command::Class) -> Level {
+    use crate::command::Class;
+    match class {
+        Class::State | Class::Program => Level::Critical,
+        Class::Control | Class::Config => Level::Warning,
+        _ => Level::Info,
+    }
+}
+
+/// What a detector found. Findings with the same `(kind, key)` while an event of that
+/// key is open update that event (count += `count`, last time = `ts`); otherwise they
+/// open a new one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub kind: Kind,
+    /// Aggregation key within the kind (e.g. a hash of the scanning source).
+    pub key: u64,
+    /// `None`: the kind's default, or the policy's override.
+    pub severity: Option<Level>,
+    pub ts: crate::capture::Ts,
+    pub src: Option<Addr>,
+    pub dst: Option<Addr>,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
+    pub proto: Option<Proto>,
+    pub cmd: Option<Cmd>,
+    /// Index of the `[[allow]]` rule involved.
+    pub rule: Option<u16>,
+    pub violation: Option<Violation>,
+    /// One line for people: what was seen and against which threshold.
+    pub detail: String,
+    /// Occurrences this finding stands for (probes, SYNs, ARPs…).
+    pub count: u64,
+}
+
+impl Finding {
+    pub fn new(kind: Kind, key: u64, ts: crate::capture::Ts) -> Self {
+        Finding {
+            kind,
+            key,
+            severity: None,
+            ts,
+            src: None,
+            dst: None,
+            src_mac: None,
+            dst_mac: None,
+            proto: None,
+            cmd: None,
+            rule: None,
+            violation: None,
+            detail: String::new(),
+            count: 1,
+        }
+    }
+}
+
+/// A 64-bit key from parts (FNV-1a then a final mix): aggregation keys and table hashes.
+pub fn key_of(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
