@@ -17,6 +17,7 @@ pub mod detect;
 pub mod dissect;
 pub mod engine;
 pub mod flow;
+pub mod learn;
 pub mod fuzzing;
 pub mod logging;
 pub mod lru;
