@@ -166,9 +166,18 @@ pub struct Assets {
     /// IP → MAC bindings (from evidence or inference).
     bindings: LruMap<Addr, Binding>,
     pub evictions: u64,
-    /// Assets created (for the `new_asset` detector later).
+    /// Assets created.
     pub created: u64,
+    /// Queue assets created since the engine last looked (for `new_asset`).
+    pub track_fresh: bool,
+    /// Assets created since the engine last drained this: (IP, MAC) of the new entry.
+    /// Bounded by [`MAX_FRESH`]; more are counted in `fresh_dropped`.
+    pub fresh: Vec<(Option<Addr>, Option<Mac>)>,
+    pub fresh_dropped: u64,
 }
+
+/// New assets queued between two drains, at most (a frame creates at most a few).
+pub const MAX_FRESH: usize = 64;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Binding {
@@ -187,6 +196,9 @@ impl Assets {
             bindings: LruMap::with_capacity(max * 2),
             evictions: 0,
             created: 0,
+            track_fresh: false,
+            fresh: Vec::with_capacity(MAX_FRESH),
+            fresh_dropped: 0,
         }
     }
 
@@ -225,6 +237,18 @@ impl Assets {
                     AssetKey::None => {}
                 }
                 self.created += 1;
+                if self.track_fresh {
+                    if self.fresh.len() < MAX_FRESH {
+                        let (ip, mac) = match key {
+                            AssetKey::Mac(m) => (None, Some(m)),
+                            AssetKey::Ip(ip) => (Some(ip), None),
+                            AssetKey::None => (None, None),
+                        };
+                        self.fresh.push((ip, mac));
+                    } else {
+                        self.fresh_dropped += 1;
+                    }
+                }
                 let (s, evicted) = self.map.insert(key, a, epoch);
                 if evicted.is_some() {
                     self.evictions += 1;
@@ -551,4 +575,10 @@ mod tests {
         };
         assert_eq!(a.vendor_oui(), Some("Siemens"));
     }
+}
+
+/// A MAC as operators write it: `00:1d:9c:aa:bb:cc`.
+pub fn mac_string(m: &Mac) -> String {
+    let [a, b, c, d, e, f] = *m;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }

@@ -8,11 +8,16 @@ use crate::asset::Assets;
 use crate::capture::{Packet, Ts};
 use crate::classify::{self, MAX_PROBES, Verdict};
 use crate::decode::{self, Addr, L3, L4, Mac};
+use crate::detect::Detection;
+use crate::detect::site::FlowFacts;
 use crate::dissect::{
     FrameLen, Identity, PDU_CLEARTEXT_CREDENTIALS, PDU_TEST, Pdu, PduKind, PduSink, Side,
     Violation, bacnet, dnp3, enip, goose, iec104, modbus, mqtt, opcua, profinet, sv, tpkt,
 };
-use crate::flow::{Class, Flow, FlowKey, NO_SESSION, TcpState, first_sender_is_client};
+use crate::flow::{
+    Class, Flow, FlowKey, NO_SESSION, NOTE_ATTEMPT, NOTE_ENDED, NOTE_PAYLOAD, TcpState,
+    first_sender_is_client,
+};
 use crate::lru::LruMap;
 use crate::proto::Proto;
 use crate::stats::Counters;
@@ -213,6 +218,8 @@ pub struct Engine {
     scratch: Box<[u8; BLOCK]>,
     /// Time of the newest packet seen.
     pub now: Ts,
+    /// The detectors and event layer; `None`: classification only (`--no-detect`).
+    pub detect: Option<Box<Detection>>,
 }
 
 /// Where dissectors report, with the flow's context.
@@ -226,6 +233,11 @@ struct Ctx<'a> {
     macs: (Option<Mac>, Option<Mac>),
     sender: Side,
     noted: &'a mut u8,
+    /// Server port, protocol and matched rule of the flow (for detection).
+    port: u16,
+    proto: Proto,
+    rule: u16,
+    det: Option<&'a mut Detection>,
 }
 
 impl Ctx<'_> {
@@ -268,14 +280,53 @@ struct L2Ctx<'a> {
     assets: &'a mut Assets,
     ts: Ts,
     src: Mac,
+    dst: Mac,
+    proto: Proto,
+    det: Option<&'a mut Detection>,
 }
 
 impl PduSink for L2Ctx<'_> {
     fn pdu(&mut self, _side: Side, pdu: &Pdu<'_>) {
         count_pdu(self.c, pdu);
+        if let (PduKind::Request(cmd), Some(d)) = (pdu.kind, self.det.as_deref_mut()) {
+            // Link-layer commands (PROFINET DCP set…) have no IP flow: rules that name
+            // the sender's asset (by MAC) or `any` may allow them.
+            let facts = FlowFacts {
+                client: Addr::default(),
+                server: Addr::default(),
+                client_mac: Some(self.src),
+                server_mac: Some(self.dst),
+                proto: cmd.proto(),
+                port: 0,
+                tcp: true,
+            };
+            let p = d.policy.clone();
+            let rule = p
+                .as_deref()
+                .map_or(crate::detect::site::NO_RULE, |p| p.match_flow(&facts));
+            d.site.request_l2(
+                p.as_deref(),
+                rule,
+                (self.src, self.dst),
+                pdu,
+                self.ts,
+                &mut d.findings,
+            );
+        }
     }
     fn violation(&mut self, v: Violation) {
         Counters::bump(&mut self.c.violations, v.index(), 1);
+        if let Some(d) = self.det.as_deref_mut() {
+            d.independent.violation(
+                self.ts,
+                None,
+                None,
+                Some(self.src),
+                self.proto,
+                v,
+                &mut d.findings,
+            );
+        }
     }
     fn identity(&mut self, _side: Side, id: &Identity<'_>) {
         self.assets.identity(None, Some(self.src), id, self.ts);
@@ -285,6 +336,25 @@ impl PduSink for L2Ctx<'_> {
 impl PduSink for Ctx<'_> {
     fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
         count_pdu(self.c, pdu);
+        let macs = (self.side_mac(Side::Client), self.side_mac(Side::Server));
+        if let PduKind::Request(_) = pdu.kind
+            && let Some(d) = self.det.as_deref_mut()
+        {
+            if let Some(l) = d.learner.as_mut() {
+                l.request(self.ts, self.client, self.server, self.port, pdu);
+            }
+            let p = d.policy.clone();
+            d.site.request(
+                p.as_deref(),
+                self.rule,
+                self.client,
+                self.server,
+                macs,
+                pdu,
+                self.ts,
+                &mut d.findings,
+            );
+        }
         let answer = matches!(pdu.kind, PduKind::Response(_) | PduKind::Exception(_));
         if answer && side == Side::Server && *self.noted & 4 == 0 {
             *self.noted |= 4;
@@ -294,6 +364,14 @@ impl PduSink for Ctx<'_> {
     }
     fn violation(&mut self, v: Violation) {
         Counters::bump(&mut self.c.violations, v.index(), 1);
+        let (src, dst) = (self.side_ip(self.sender), self.side_ip(self.sender.other()));
+        let mac = self.macs.0;
+        let ts = self.ts;
+        let proto = self.proto;
+        if let Some(d) = self.det.as_deref_mut() {
+            d.independent
+                .violation(ts, Some(src), Some(dst), mac, proto, v, &mut d.findings);
+        }
     }
     fn identity(&mut self, side: Side, id: &Identity<'_>) {
         let ip = self.side_ip(side);
@@ -397,11 +475,58 @@ impl Engine {
             publishers: goose::Publishers::new(4096),
             redundancy: vec![RedundancySeen::default(); REDUNDANCY_SLOTS],
             now: Ts(0),
+            detect: None,
         }
     }
 
-    /// Processes one frame.
+    /// An engine that judges what it sees.
+    pub fn with_detection(cfg: &EngineConfig, detect: Detection) -> Engine {
+        let mut e = Engine::new(cfg);
+        e.assets.track_fresh = detect.policy.is_some();
+        e.detect = Some(Box::new(detect));
+        e
+    }
+
+    /// Processes one frame, then folds what the detectors found into events.
     pub fn process(&mut self, pkt: &Packet<'_>) {
+        self.process_frame(pkt);
+        if let Some(d) = self.detect.as_deref_mut() {
+            if !self.assets.fresh.is_empty() {
+                if let Some(p) = d.policy.clone() {
+                    for (ip, mac) in self.assets.fresh.drain(..) {
+                        d.site.asset(&p, ip, mac, self.now, &mut d.findings);
+                    }
+                } else {
+                    self.assets.fresh.clear();
+                }
+            }
+            if !d.findings.is_empty() {
+                d.fold();
+            }
+        }
+    }
+
+    /// Once per second of packet time: the detectors' windows and sweeps.
+    fn detect_tick(&mut self, now: Ts) {
+        let Some(d) = self.detect.as_deref_mut() else {
+            return;
+        };
+        let mut packets = [0u64; Proto::COUNT];
+        for (p, c) in packets.iter_mut().zip(self.counters.protocols.iter()) {
+            *p = c.packets;
+        }
+        d.independent.tick(now, &packets, &mut d.findings);
+        if let Some(p) = d.policy.clone() {
+            d.site.tick(&p, now, &mut d.findings);
+        }
+        let (indep, findings) = (&mut d.independent, &mut d.findings);
+        self.publishers
+            .expired(now, 256, &mut |e| indep.goose_expired(now, e, findings));
+        d.fold();
+        d.events.tick(now);
+    }
+
+    fn process_frame(&mut self, pkt: &Packet<'_>) {
         let ts = pkt.ts;
         if ts > self.now {
             self.now = ts;
@@ -409,6 +534,7 @@ impl Engine {
         if ts.secs() != self.last_expiry_sec {
             self.last_expiry_sec = ts.secs();
             self.expire(ts);
+            self.detect_tick(ts);
         }
         let wire = u64::from(pkt.orig_len.max(pkt.data.len() as u32));
         let frame = decode::decode(pkt.link, pkt.data);
@@ -443,6 +569,9 @@ impl Engine {
                     // bind nothing.
                     self.assets
                         .bind(Addr::v4(a.sender_ip), a.sender_mac, false, ts);
+                    if let Some(d) = self.detect.as_deref_mut() {
+                        d.independent.arp(ts, &a, frame.src_mac, &mut d.findings);
+                    }
                 }
             }
             L3::Link(proto, _ethertype, payload) => {
@@ -473,17 +602,30 @@ impl Engine {
             assets: &mut self.assets,
             ts,
             src,
+            dst,
+            proto,
+            det: self.detect.as_deref_mut(),
         };
         match proto {
             Proto::Goose => {
                 if let Some(info) = goose::dissect_frame(payload, src, &mut ctx) {
                     let o = self.publishers.observe(src, &info, ts);
-                    let g = &mut self.counters.goose;
+                    let g = &mut ctx.c.goose;
                     g.new_publishers += u64::from(o.new_publisher);
                     g.st_num_back += u64::from(o.st_num_back);
                     g.st_num_jump += u64::from(o.st_num_jump);
                     g.sq_num_reset += u64::from(o.sq_num_reset);
                     g.test += u64::from(o.test);
+                    if let Some(d) = ctx.det.as_deref_mut() {
+                        d.independent.goose(
+                            ts,
+                            src,
+                            info.appid,
+                            info.gocb_ref,
+                            &o,
+                            &mut d.findings,
+                        );
+                    }
                 }
             }
             Proto::Sv => sv::dissect_frame(payload, src, &mut ctx),
@@ -562,12 +704,14 @@ impl Engine {
         };
         let (key, from_a) = FlowKey::new(ip.src, sport, ip.dst, dport, ip.proto, frame.vlan);
         let epoch = ts.secs() as u32;
+        let mut created = false;
         let slot = match self.flows.find(&key) {
             Some(s) => {
                 self.flows.touch(s, epoch);
                 s
             }
             None => {
+                created = true;
                 let client_first = first_sender_is_client(flags, sport, dport);
                 let mut f = Flow {
                     first: ts,
@@ -601,11 +745,22 @@ impl Engine {
             app_pool,
             sstats,
             scratch,
+            detect,
             ..
         } = self;
         let Some(flow) = flows.get_mut(slot) else {
             return;
         };
+        let macs = (frame.src_mac, frame.dst_mac);
+        if created && flow.class == Class::Decided {
+            // ICMP and other port-less flows are decided at once.
+            if let Some(d) = detect.as_deref_mut() {
+                judge_flow(d, flow, &key, from_a, macs, ts);
+            }
+        }
+        if !payload.is_empty() {
+            flow.noted |= NOTE_PAYLOAD;
+        }
         let di = usize::from(!from_a);
         if let (Some(p), Some(b)) = (flow.packets.get_mut(di), flow.bytes.get_mut(di)) {
             *p += 1;
@@ -615,7 +770,11 @@ impl Engine {
             flow.last = ts;
         }
         if let Some(f) = flags {
+            let before = flow.tcp;
             flow.tcp_update(from_a, f);
+            if let Some(d) = detect.as_deref_mut() {
+                tcp_facts(d, flow, &key, before, from_a, f, created, frame.src_mac, ts);
+            }
         }
         let side = flow.side(from_a);
         // Assets: each endpoint once per flow, when it first sends.
@@ -710,6 +869,9 @@ impl Engine {
                 return;
             };
             decide(counters, flow, p);
+            if let Some(d) = detect.as_deref_mut() {
+                judge_flow(d, flow, &key, from_a, macs, ts);
+            }
             // Per-flow state: TCP industrial flows (reassembly) and DNP3 over UDP
             // (transport reassembly); other datagram protocols are stateless.
             let app = if tcp || p == Proto::Dnp3 {
@@ -763,15 +925,26 @@ impl Engine {
         } else {
             (ip.dst, ip.src)
         };
+        if let Some(d) = detect.as_deref_mut()
+            && d.policy.is_some()
+            && flow.rule_gen != d.generation()
+        {
+            // The policy was reloaded since this flow was judged.
+            judge_flow(d, flow, &key, from_a, macs, ts);
+        }
         let mut ctx = Ctx {
             c: counters,
             assets,
             ts,
             client,
             server,
-            macs: (frame.src_mac, frame.dst_mac),
+            port: sport_srv,
+            proto,
+            rule: flow.rule,
+            macs,
             sender: side,
             noted: &mut flow.noted,
+            det: detect.as_deref_mut(),
         };
         if flags.is_none() && proto != Proto::Dnp3 {
             // Stateless datagram protocols: each datagram is whole.
@@ -944,6 +1117,7 @@ impl Engine {
 
     /// A flow leaves the table: settle its classification and free its session.
     fn finalize(&mut self, key: &FlowKey, mut f: Flow) {
+        let now = self.now;
         if f.class == Class::Pending {
             let p = match key.ip_proto {
                 6 => Proto::OtherTcp,
@@ -951,6 +1125,23 @@ impl Engine {
                 _ => Proto::OtherIp,
             };
             decide(&mut self.counters, &mut f, p);
+            if let Some(d) = self.detect.as_deref_mut() {
+                let a = f.client_is_a;
+                judge_flow(d, &mut f, key, a, (None, None), now);
+            }
+        }
+        if f.noted & (NOTE_ATTEMPT | NOTE_ENDED) == NOTE_ATTEMPT
+            && let Some(d) = self.detect.as_deref_mut()
+        {
+            let (client, server, port) = ends(key, &f);
+            d.independent.tcp_ended(
+                now,
+                client,
+                server,
+                port,
+                f.noted & NOTE_PAYLOAD != 0,
+                &mut d.findings,
+            );
         }
         if f.session != NO_SESSION {
             self.sessions
@@ -967,6 +1158,10 @@ impl Engine {
             } else {
                 break;
             }
+        }
+        if let Some(d) = self.detect.as_deref_mut() {
+            d.fold();
+            d.events.close_all();
         }
         self.sync_gauges();
     }
@@ -1020,6 +1215,111 @@ fn hold_for_probe(
         return;
     }
     d.hold(data, pool);
+}
+
+/// (client, server, server port) of a flow.
+fn ends(key: &FlowKey, f: &Flow) -> (Addr, Addr, u16) {
+    if f.client_is_a {
+        (key.a, key.b, key.b_port)
+    } else {
+        (key.b, key.a, key.a_port)
+    }
+}
+
+/// A flow's protocol is known: the learner hears of it, the policy judges it.
+fn judge_flow(
+    d: &mut Detection,
+    flow: &mut Flow,
+    key: &FlowKey,
+    from_a: bool,
+    macs: (Option<Mac>, Option<Mac>),
+    ts: Ts,
+) {
+    let (client, server, port) = ends(key, flow);
+    if let Some(l) = d.learner.as_mut() {
+        l.conversation(ts, client, server, flow.proto, port);
+    }
+    let Some(p) = d.policy.clone() else {
+        return;
+    };
+    let (client_mac, server_mac) = if from_a == flow.client_is_a {
+        macs
+    } else {
+        (macs.1, macs.0)
+    };
+    let facts = FlowFacts {
+        client,
+        server,
+        client_mac,
+        server_mac,
+        proto: flow.proto,
+        port,
+        tcp: key.ip_proto == 6,
+    };
+    flow.rule = d.site.flow(&p, &facts, ts, &mut d.findings);
+    flow.rule_gen = p.generation;
+}
+
+/// What a TCP segment tells the scan and flood detectors: a new attempt, a stealth
+/// probe, the attempt answered, established, refused or ended.
+#[allow(clippy::too_many_arguments)]
+fn tcp_facts(
+    d: &mut Detection,
+    flow: &mut Flow,
+    key: &FlowKey,
+    before: TcpState,
+    from_a: bool,
+    flags: u8,
+    created: bool,
+    src_mac: Option<Mac>,
+    ts: Ts,
+) {
+    use crate::decode::tcp_flags::{ACK, RST, SYN};
+    let (client, server, port) = ends(key, flow);
+    if created {
+        if flags & SYN != 0 && flags & ACK == 0 {
+            flow.noted |= NOTE_ATTEMPT;
+            d.independent
+                .tcp_attempt(ts, client, server, port, src_mac, &mut d.findings);
+        } else if flags & (SYN | ACK | RST) == 0 {
+            // FIN, NULL or XMAS outside any flow: a stealth probe (sent by endpoint
+            // a or b as this packet says).
+            let (src, dst, dport) = if from_a {
+                (key.a, key.b, key.b_port)
+            } else {
+                (key.b, key.a, key.a_port)
+            };
+            d.independent
+                .stealth_probe(ts, src, dst, dport, flags, src_mac, &mut d.findings);
+        }
+        return;
+    }
+    if flow.noted & (NOTE_ATTEMPT | NOTE_ENDED) != NOTE_ATTEMPT {
+        return;
+    }
+    let from_server = flow.side(from_a) == Side::Server;
+    match (before, flow.tcp) {
+        (TcpState::SynSent, TcpState::SynReceived) if from_server => {
+            d.independent.tcp_answered(ts, client, server, port);
+        }
+        (TcpState::SynReceived, TcpState::Established) => {
+            d.independent.tcp_established(ts, client, server, port);
+        }
+        (TcpState::SynSent | TcpState::SynReceived, TcpState::Closed)
+            if from_server && flags & RST != 0 =>
+        {
+            flow.noted |= NOTE_ENDED;
+            d.independent
+                .tcp_refused(ts, client, server, port, &mut d.findings);
+        }
+        (_, TcpState::Closed) => {
+            flow.noted |= NOTE_ENDED;
+            let payload = flow.noted & NOTE_PAYLOAD != 0;
+            d.independent
+                .tcp_ended(ts, client, server, port, payload, &mut d.findings);
+        }
+        _ => {}
+    }
 }
 
 /// Settles a pending flow's protocol: its packets so far are counted under it.

@@ -128,9 +128,24 @@ pub struct Flow {
     pub probes: u8,
     /// FIN seen from a (bit 0) and from b (bit 1).
     pub fins: u8,
-    /// Asset bookkeeping done: endpoint a (bit 0), endpoint b (bit 1), roles (bit 2).
+    /// Asset bookkeeping done: endpoint a (bit 0), endpoint b (bit 1), roles (bit 2);
+    /// detection: see the `NOTE_*` constants.
     pub noted: u8,
+    /// The `[[allow]]` rule the flow matched (`detect::site::NO_RULE`: none), valid for
+    /// policy generation `rule_gen`.
+    pub rule: u16,
+    pub rule_gen: u8,
 }
+
+/// `Flow::noted`: a packet carried payload.
+pub const NOTE_PAYLOAD: u8 = 8;
+/// `Flow::noted`: the flow began as a TCP connection attempt (SYN) the scan and flood
+/// detectors follow.
+pub const NOTE_ATTEMPT: u8 = 16;
+/// `Flow::noted`: the attempt's outcome was told to the detectors.
+pub const NOTE_ENDED: u8 = 32;
+/// `Flow::noted`: the flow was judged against the policy.
+pub const NOTE_JUDGED: u8 = 64;
 
 impl Default for Flow {
     fn default() -> Self {
@@ -147,6 +162,8 @@ impl Default for Flow {
             probes: 0,
             fins: 0,
             noted: 0,
+            rule: u16::MAX,
+            rule_gen: 0,
         }
     }
 }

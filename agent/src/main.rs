@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Command::Check { config, policy } => check(config, policy),
         Command::Replay {
             policy,
-            no_detect: _,
+            no_detect,
             format,
             files,
         } => {
@@ -103,7 +103,12 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            match replay_cmd(&files, format) {
+            let judge = if no_detect {
+                replay::Judge::Off
+            } else {
+                replay::Judge::NoPolicy
+            };
+            match replay_cmd(&files, format, &judge) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("infrawatch-agent: {e:#}");
@@ -118,8 +123,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay_cmd(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
-    let out = replay::replay(files, &EngineConfig::default());
+fn replay_cmd(
+    files: &[PathBuf],
+    format: Format,
+    judge: &replay::Judge,
+) -> anyhow::Result<ExitCode> {
+    let out = replay::replay_with(files, &EngineConfig::default(), judge);
     for e in &out.summary.file_errors {
         eprintln!("infrawatch-agent: warning: {}", e.error);
     }

@@ -5,10 +5,15 @@
 
 use crate::capture::pcap::PcapFile;
 use crate::capture::{Next, PacketSource};
+use crate::detect::Detection;
+use crate::detect::site::CompiledPolicy;
 use crate::engine::{Engine, EngineConfig};
+use crate::event::{Event, IdSource};
 use crate::summary::{FileError, Summary};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a replay produced.
@@ -17,6 +22,65 @@ pub struct Outcome {
     pub summary: Summary,
     /// Some file could not be opened at all.
     pub failed: bool,
+    /// The last version of every event, in the order they opened.
+    pub events: Vec<Event>,
+}
+
+/// How a replay judges traffic (DESIGN.md, "Command line").
+#[derive(Clone, Debug, Default)]
+pub enum Judge {
+    /// `--no-detect`: classify only.
+    Off,
+    /// No policy: the site-independent detectors and the no-policy rule for commands.
+    #[default]
+    NoPolicy,
+    /// `--policy`: every detector.
+    Policy(Arc<CompiledPolicy>),
+}
+
+/// The engine a replay (or learning run) uses for `judge`.
+pub fn engine_for(
+    cfg: &EngineConfig,
+    judge: &Judge,
+    learner: Option<crate::learn::Learner>,
+) -> Engine {
+    let ids = IdSource::new("replay", "0");
+    match judge {
+        Judge::Off if learner.is_none() => Engine::new(cfg),
+        Judge::Off | Judge::NoPolicy => {
+            Engine::with_detection(cfg, Detection::new(None, ids, learner))
+        }
+        Judge::Policy(p) => {
+            Engine::with_detection(cfg, Detection::new(Some(p.clone()), ids, learner))
+        }
+    }
+}
+
+/// Keeps the newest version of each event.
+#[derive(Debug, Default)]
+pub struct Latest {
+    order: Vec<String>,
+    latest: BTreeMap<String, Event>,
+}
+
+impl Latest {
+    pub fn take(&mut self, engine: &mut Engine) {
+        let Some(d) = engine.detect.as_deref_mut() else {
+            return;
+        };
+        for e in d.events.outbox.drain(..) {
+            if !self.latest.contains_key(&e.id) {
+                self.order.push(e.id.clone());
+            }
+            self.latest.insert(e.id.clone(), e);
+        }
+    }
+    pub fn into_events(mut self) -> Vec<Event> {
+        self.order
+            .iter()
+            .filter_map(|id| self.latest.remove(id))
+            .collect()
+    }
 }
 
 /// A progress line on stderr for long files, when stderr is a terminal.
@@ -57,7 +121,24 @@ impl Progress {
 
 /// Replays `files` through a fresh engine.
 pub fn replay(files: &[PathBuf], cfg: &EngineConfig) -> Outcome {
-    let mut engine = Engine::new(cfg);
+    replay_with(files, cfg, &Judge::Off)
+}
+
+/// Replays `files` through a fresh engine that judges as `judge` says.
+pub fn replay_with(files: &[PathBuf], cfg: &EngineConfig, judge: &Judge) -> Outcome {
+    let mut engine = engine_for(cfg, judge, None);
+    let (summary, failed, events) = run_files(files, &mut engine);
+    Outcome {
+        summary,
+        failed,
+        events,
+    }
+}
+
+/// Reads `files` through `engine` as one capture; the summary, whether a file failed to
+/// open, and the events.
+pub fn run_files(files: &[PathBuf], engine: &mut Engine) -> (Summary, bool, Vec<Event>) {
+    let mut latest = Latest::default();
     let mut errors = Vec::new();
     let mut failed = false;
     let start = Instant::now();
@@ -81,6 +162,7 @@ pub fn replay(files: &[PathBuf], cfg: &EngineConfig) -> Outcome {
             match src.next() {
                 Ok(Next::Packet(p)) => {
                     engine.process(&p);
+                    latest.take(engine);
                     n += 1;
                     if n & 0xffff == 0 {
                         let pos = src.position;
@@ -117,8 +199,9 @@ pub fn replay(files: &[PathBuf], cfg: &EngineConfig) -> Outcome {
         }
     }
     engine.finish();
+    latest.take(engine);
     let elapsed = start.elapsed().as_secs_f64();
-    let summary = Summary::build(
+    let mut summary = Summary::build(
         &engine.counters,
         files.len(),
         engine.top_flows(),
@@ -126,5 +209,7 @@ pub fn replay(files: &[PathBuf], cfg: &EngineConfig) -> Outcome {
         errors,
         elapsed,
     );
-    Outcome { summary, failed }
+    let events = latest.into_events();
+    summary.set_events(&events);
+    (summary, failed, events)
 }

@@ -103,6 +103,8 @@ pub struct Summary {
     pub ics_commands: BTreeMap<String, u64>,
     pub ics_responses: BTreeMap<String, u64>,
     pub anomalies: Vec<serde_json::Value>,
+    /// Events by `kind/severity`.
+    pub anomaly_totals: BTreeMap<String, u64>,
     pub elapsed_s: f64,
     pub packets_per_second: u64,
     /// Protocol violations by name (input of the `malformed` detector).
@@ -178,6 +180,7 @@ impl Summary {
             ),
             ics_responses,
             anomalies: Vec::new(),
+            anomaly_totals: BTreeMap::new(),
             elapsed_s,
             packets_per_second: if elapsed_s > 0.0 {
                 (c.packets as f64 / elapsed_s) as u64
@@ -214,6 +217,21 @@ impl Summary {
             top_flows: top.iter().map(top_flow).collect(),
             asset_inventory: assets.iter().map(asset_summary).collect(),
             interfaces: Vec::new(),
+        }
+    }
+
+    /// The anomalies list and totals from the events of a run.
+    pub fn set_events(&mut self, events: &[crate::event::Event]) {
+        self.anomalies = events
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect();
+        self.anomaly_totals.clear();
+        for e in events {
+            *self
+                .anomaly_totals
+                .entry(format!("{}/{}", e.kind, e.severity))
+                .or_default() += 1;
         }
     }
 
@@ -271,6 +289,24 @@ impl Summary {
             let _ = writeln!(o, "\nICS responses");
             for (k, n) in &self.ics_responses {
                 let _ = writeln!(o, "    {k:<48} {n:>10}");
+            }
+        }
+        if !self.anomalies.is_empty() {
+            let _ = writeln!(o, "\nAnomalies ({})", self.anomalies.len());
+            for a in &self.anomalies {
+                let f = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                let count = a
+                    .get("count")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "  {:<8} {:<16} ×{:<6} {}",
+                    f("severity"),
+                    f("kind"),
+                    count,
+                    f("detail")
+                );
             }
         }
         if !self.decode_errors.is_empty() || !self.violations.is_empty() {

@@ -9,12 +9,13 @@
 //!
 //! - [`independent`]: the detectors that need no site knowledge (`port_scan`,
 //!   `syn_flood`, `arp_spoof`, `rate_anomaly`, `malformed`, `goose`);
-//! - `site`: the ones that judge against the policy (`policy_violation`,
+//! - [`site`]: the ones that judge against the policy (`policy_violation`,
 //!   `ics_command`, `new_asset`, `new_conversation`, `silence`);
 //! - `capture` is judged by the capture threads' supervisor (`run.rs`) with
 //!   [`independent::CaptureWatch`].
 
 pub mod independent;
+pub mod site;
 
 use crate::command::Cmd;
 use crate::decode::{Addr, Mac};
@@ -146,4 +147,81 @@ pub fn key_of(parts: &[&[u8]]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 33)
+}
+
+/// Everything one engine judges with: the site-independent detectors, the site
+/// detectors and the policy in force (if any), the learner (learning mode), and the
+/// event layer the findings are folded into.
+#[derive(Debug)]
+pub struct Detection {
+    pub independent: independent::Independent,
+    pub site: site::Site,
+    /// The policy in force; `None`: the no-policy mode.
+    pub policy: Option<std::sync::Arc<site::CompiledPolicy>>,
+    /// Judge flows and commands (off while learning: a learning agent authorizes
+    /// nothing and reports nothing site-specific).
+    pub judge: bool,
+    pub learner: Option<crate::learn::Learner>,
+    pub events: crate::event::Events,
+    /// Findings of the packet being processed, folded after it.
+    pub findings: Vec<Finding>,
+}
+
+impl Detection {
+    pub fn new(
+        policy: Option<std::sync::Arc<site::CompiledPolicy>>,
+        ids: std::sync::Arc<crate::event::IdSource>,
+        learner: Option<crate::learn::Learner>,
+    ) -> Self {
+        let defaults = infrawatch_config::policy::Detectors::default();
+        let mut d = Detection {
+            independent: independent::Independent::new(
+                policy.as_ref().map_or(&defaults, |p| &p.policy.detectors),
+            ),
+            site: site::Site::new(),
+            policy: None,
+            judge: learner.is_none(),
+            learner,
+            events: crate::event::Events::new(ids),
+            findings: Vec::new(),
+        };
+        d.set_policy(policy);
+        d
+    }
+
+    /// Swaps the policy in force (reload): thresholds change, state is kept, flows
+    /// re-match their rule when they next carry a command.
+    pub fn set_policy(&mut self, policy: Option<std::sync::Arc<site::CompiledPolicy>>) {
+        let defaults = infrawatch_config::policy::Detectors::default();
+        self.independent
+            .configure(policy.as_ref().map_or(&defaults, |p| &p.policy.detectors));
+        if let Some(p) = &policy {
+            self.site.resize(p);
+            for (ip, mac) in &p.inventory_bindings {
+                self.independent.seed_binding(*ip, *mac, true);
+            }
+        }
+        self.policy = policy;
+    }
+
+    /// The policy generation flows compare their cached rule against.
+    pub fn generation(&self) -> u8 {
+        self.policy.as_ref().map_or(0, |p| p.generation)
+    }
+
+    /// Folds the pending findings into events.
+    pub fn fold(&mut self) {
+        let Detection {
+            findings,
+            events,
+            policy,
+            ..
+        } = self;
+        for f in findings.drain(..) {
+            match policy.as_deref() {
+                Some(p) => events.fold(f, p),
+                None => events.fold(f, &crate::event::NoPolicy),
+            }
+        }
+    }
 }
