@@ -453,6 +453,12 @@ pub fn is_unicast_ip(a: Addr) -> bool {
     }
 }
 
+/// A MAC as operators write it: `00:1d:9c:aa:bb:cc`.
+pub fn mac_string(m: &Mac) -> String {
+    let [a, b, c, d, e, f] = *m;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,10 +581,4 @@ mod tests {
         };
         assert_eq!(a.vendor_oui(), Some("Siemens"));
     }
-}
-
-/// A MAC as operators write it: `00:1d:9c:aa:bb:cc`.
-pub fn mac_string(m: &Mac) -> String {
-    let [a, b, c, d, e, f] = *m;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
