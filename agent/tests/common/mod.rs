@@ -146,3 +146,4 @@ pub fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
         Err(p) => std::panic::resume_unwind(p),
     }
 }
+pub mod frames;
