@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/compare.sh [--smoke] [--runs N]
 #
-# Times `infrawatch-agent replay --no-detect` against the peer tools (ndpiReader,
+# Times `infrawatch-agent replay --no-detect` (and `replay` with the site-independent
+# detectors on, tool `ours_detect`, on the mix) against the peer tools (ndpiReader,
 # softflowd -r, tshark io,phs) and a bare C loop (bench/c_floor.c: read + 5-tuple flow
 # hash) on the captures of ../shared/bench/, all in this one invocation: one untimed
 # warm-up run of every tool (page cache, and the run whose output proves each tool read
@@ -139,6 +140,8 @@ set_cmd() {
   local tool=$1 file=$2 warm=$3
   case "$tool" in
     ours) CMD=("$AGENT" replay --no-detect --format json "$file") ;;
+    # The site-independent detectors and the no-policy rule (replay without --policy).
+    ours_detect) CMD=("$AGENT" replay --format json "$file") ;;
     ndpiReader)
       # -q: no banner, no statistics (nothing printed at all). The warm-up run prints
       # its statistics, to check it read every packet ("of N packets total").
@@ -191,7 +194,7 @@ bench_file() { # file, tools...
   done
 }
 
-bench_file "$MIX" ours ndpiReader softflowd tshark c_floor
+bench_file "$MIX" ours ours_detect ndpiReader softflowd tshark c_floor
 # tshark is left out on the small-frame file, as in the peer table of ../shared/bench.
 bench_file "$SMALL" ours ndpiReader softflowd c_floor
 

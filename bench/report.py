@@ -15,9 +15,10 @@ import re
 import statistics
 import sys
 
-TOOLS = ["ours", "ndpiReader", "softflowd", "tshark", "c_floor"]
+TOOLS = ["ours", "ours_detect", "ndpiReader", "softflowd", "tshark", "c_floor"]
 NAMES = {
     "ours": "infrawatch (ours)",
+    "ours_detect": "infrawatch, detectors on",
     "ndpiReader": "ndpiReader",
     "softflowd": "softflowd",
     "tshark": "tshark",
@@ -54,7 +55,7 @@ def time_log(path):
 def packets_seen(tool, out, err):
     """Packets the tool says it read, or None when its output does not tell; plus an
     error message when the output shows a failure the exit status hides."""
-    if tool == "ours":
+    if tool in ("ours", "ours_detect"):
         try:
             j = json.loads(out)
         except ValueError:
@@ -179,11 +180,11 @@ def main():
                 if total and r["packets"] is not None and r["packets"] != total:
                     msg = "%s: read %d packets of %d" % (what, r["packets"], total)
                     # ours and the C floor must read every record; peers count their own way
-                    (tool_errors if tool in ("ours", "c_floor") else warnings).append(msg)
+                    (tool_errors if tool in ("ours", "ours_detect", "c_floor") else warnings).append(msg)
                 expects_count = tool != "ndpiReader" or r["run"] == "0"
                 if expects_count and r["packets"] is None:
                     msg = "%s: its output does not say how many packets it read" % what
-                    (tool_errors if tool in ("ours", "c_floor") else warnings).append(msg)
+                    (tool_errors if tool in ("ours", "ours_detect", "c_floor") else warnings).append(msg)
             errors.extend(tool_errors)
             timed = [r for r in rs if r["run"] != "0" and r["rc"] == "0" and not r["problem"]]
             walls = [r["wall_s"] for r in timed]
@@ -221,6 +222,7 @@ def main():
             return x / y if (x and y) else None
 
         target("ours / ndpiReader (packets/s)", ratio(pps("ours"), pps("ndpiReader")), ">=", 5, is_mix)
+        target("ours, detectors on / ndpiReader (packets/s)", ratio(pps("ours_detect"), pps("ndpiReader")), ">=", 5, is_mix)
         target("ours / softflowd (packets/s)", ratio(pps("ours"), pps("softflowd")), ">=", 1.5, is_mix)
         target("C floor / ours (packets/s)", ratio(pps("c_floor"), pps("ours")), "<=", 1.5, True)
         target("ours peak RSS", (t.get("ours") or {}).get("peak_rss_mb"), "<=", RSS_LIMIT_MB, True, " MB")
