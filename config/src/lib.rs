@@ -6,6 +6,9 @@
 //!   shared by every operator-edited file;
 //! - [`doc`]: the strict TOML loader that reports every error at once;
 //! - [`filter`]: the tcpdump-style `exclude` expressions;
+//! - [`policy`]: `policy.toml`, the operator's judgement, checked against the agent's
+//!   [`policy::Vocabulary`] ([`policy::load_policy`] is the one path used by `check`,
+//!   start-up and reload);
 //! - [`units`]: durations and byte sizes.
 //!
 //! Nothing here touches the network or the clock; the host is reached only through
@@ -20,3 +23,4 @@ pub mod units;
 
 pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};
 pub use diag::{Diagnostic, Severity, Source};
+pub use policy::{Policy, Vocabulary, load_policy, load_policy_file};

@@ -339,3 +339,11 @@ pub struct Policy {
     /// Lower-case hex sha256 of the file's bytes (`infrawatch_policy_info{sha256}`).
     pub sha256: String,
 }
+
+mod load;
+pub use load::{
+    DETECTOR_KINDS, POLICY_SECTIONS, load_policy, load_policy_file, parse_rfc3339, sha256_hex,
+};
+
+#[cfg(test)]
+mod tests;
