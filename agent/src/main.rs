@@ -96,17 +96,20 @@ fn main() -> ExitCode {
             files,
         } => {
             logging::init("warn");
-            if let Some(p) = policy {
-                eprintln!(
-                    "infrawatch-agent: {}: policy files are not supported by this version yet; replay without --policy",
-                    p.display()
-                );
-                return ExitCode::from(2);
-            }
-            let judge = if no_detect {
-                replay::Judge::Off
-            } else {
-                replay::Judge::NoPolicy
+            let judge = match (no_detect, policy) {
+                (true, _) => replay::Judge::Off,
+                (false, None) => replay::Judge::NoPolicy,
+                (false, Some(p)) => match infrawatch_agent::judge::load(&p, 0) {
+                    Ok((compiled, warnings)) => {
+                        eprint!("{warnings}");
+                        replay::Judge::Policy(compiled)
+                    }
+                    Err(errors) => {
+                        eprint!("{errors}");
+                        eprintln!("infrawatch-agent: {}: invalid policy", p.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
             };
             match replay_cmd(&files, format, &judge) {
                 Ok(code) => code,
