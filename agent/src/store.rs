@@ -1479,6 +1479,25 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        let e = Store::open(cfg(&file.join("events"), 4096, 1 << 20)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Io {
+                    op: "create the directory",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("plain-file"), "{e}");
+    }
+
+    #[test]
     fn a_lowered_byte_bound_applies_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Store::open(cfg(dir.path(), 256, 1 << 20)).unwrap();
