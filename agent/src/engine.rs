@@ -506,6 +506,20 @@ impl Engine {
         }
     }
 
+    /// Moves the engine's clock to `now` without a packet (a quiet live link): idle
+    /// flows expire and the detectors' windows and sweeps run (`silence` needs time to
+    /// pass when nothing arrives).
+    pub fn advance(&mut self, now: Ts) {
+        if now > self.now {
+            self.now = now;
+        }
+        if now.secs() > self.last_expiry_sec {
+            self.last_expiry_sec = now.secs();
+            self.expire(now);
+            self.detect_tick(now);
+        }
+    }
+
     /// Once per second of packet time: the detectors' windows and sweeps.
     fn detect_tick(&mut self, now: Ts) {
         let Some(d) = self.detect.as_deref_mut() else {

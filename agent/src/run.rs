@@ -9,8 +9,13 @@ use crate::capture::bpf;
 use crate::capture::live::{self, KernelStats, LiveOptions, LiveSource};
 use crate::capture::pcap::PcapFile;
 use crate::capture::{CaptureError, Next, PacketSource, Ts};
+use crate::detect::Detection;
+use crate::detect::independent::CaptureWatch;
 use crate::engine::{Engine, EngineConfig};
+use crate::event::{Events, IdSource};
+use crate::judge::{PolicyCell, Reload};
 use crate::proto::Proto;
+use crate::sink::{Baseline, EventSink, baseline_path};
 use crate::stats::Counters;
 use crate::summary::Summary;
 use anyhow::{Context as _, bail};
@@ -156,6 +161,75 @@ enum Ended {
     Failed(CaptureError),
 }
 
+/// What every capture thread shares to judge traffic.
+#[derive(Debug, Clone)]
+struct Judging {
+    cell: Arc<PolicyCell>,
+    sink: Arc<Mutex<EventSink>>,
+    ids: Arc<IdSource>,
+    state_dir: PathBuf,
+}
+
+/// How often a capture thread saves its baseline.
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+
+impl Judging {
+    /// A capture thread's engine: detectors with the policy in force, seeded with the
+    /// source's saved baseline.
+    fn engine(&self, cfg: &EngineConfig, source: &str) -> (Engine, u64) {
+        let generation = self.cell.generation();
+        let mut det = Detection::new(self.cell.get(), Arc::clone(&self.ids), None);
+        if let Some(b) = Baseline::load(&baseline_path(&self.state_dir, source)) {
+            b.seed(&mut det);
+            tracing::info!(
+                source,
+                conversations = b.conversations.len(),
+                assets = b.assets.len(),
+                bindings = b.bindings.len(),
+                "baseline loaded"
+            );
+        }
+        (Engine::with_detection(cfg, det), generation)
+    }
+
+    /// Takes a reloaded policy into the engine (between packets: nothing is lost).
+    fn sync_policy(&self, engine: &mut Engine, generation: &mut u64) {
+        let now = self.cell.generation();
+        if now == *generation {
+            return;
+        }
+        *generation = now;
+        let p = self.cell.get();
+        engine.assets.track_fresh = p.is_some();
+        if let Some(d) = engine.detect.as_deref_mut() {
+            d.set_policy(p);
+        }
+    }
+
+    /// Hands the engine's new event versions to the sink.
+    fn deliver(&self, engine: &mut Engine, pkt: Option<&crate::capture::Packet<'_>>) {
+        if let Some(d) = engine.detect.as_deref_mut()
+            && !d.events.outbox.is_empty()
+            && let Ok(mut sink) = self.sink.lock()
+        {
+            sink.deliver(&mut d.events.outbox, pkt);
+        }
+    }
+
+    fn save(&self, engine: &Engine, source: &str) {
+        if let Some(d) = engine.detect.as_deref() {
+            Baseline::of(d, &engine.assets).save(&baseline_path(&self.state_dir, source));
+        }
+    }
+}
+
+/// Per-thread bookkeeping of [`pump`].
+struct PumpState {
+    last_publish: Instant,
+    last_save: Instant,
+    generation: u64,
+}
+
 /// Publishes an engine's counters to the shared state.
 fn publish(engine: &mut Engine, shared: &SourceShared) {
     engine.sync_gauges();
@@ -173,7 +247,8 @@ fn pump(
     shared: &SourceShared,
     stop: &AtomicBool,
     live: bool,
-    last_publish: &mut Instant,
+    judging: &Judging,
+    st: &mut PumpState,
 ) -> Ended {
     let mut n: u64 = 0;
     let mut drain_since: Option<Instant> = None;
@@ -191,21 +266,38 @@ fn pump(
         match source.next() {
             Ok(Next::Packet(p)) => {
                 engine.process(&p);
+                judging.deliver(engine, Some(&p));
                 shared.last_packet_ns.store(p.ts.0, Ordering::Relaxed);
                 n += 1;
-                if n & 1023 == 0 && last_publish.elapsed() >= PUBLISH_EVERY {
-                    *last_publish = Instant::now();
-                    publish(engine, shared);
+                if n & 1023 == 0 {
+                    judging.sync_policy(engine, &mut st.generation);
+                    if st.last_publish.elapsed() >= PUBLISH_EVERY {
+                        st.last_publish = Instant::now();
+                        publish(engine, shared);
+                        if st.last_save.elapsed() >= SAVE_EVERY {
+                            st.last_save = Instant::now();
+                            judging.save(engine, &shared.interface);
+                        }
+                    }
                 }
             }
             Ok(Next::Idle) => {
                 if drain_since.is_some() {
                     return Ended::Stopped;
                 }
-                engine.expire(wall_now());
-                if last_publish.elapsed() >= PUBLISH_EVERY {
-                    *last_publish = Instant::now();
+                judging.sync_policy(engine, &mut st.generation);
+                if live {
+                    // Time passes on a quiet link: windows close, silences show.
+                    engine.advance(wall_now());
+                    judging.deliver(engine, None);
+                }
+                if st.last_publish.elapsed() >= PUBLISH_EVERY {
+                    st.last_publish = Instant::now();
                     publish(engine, shared);
+                    if st.last_save.elapsed() >= SAVE_EVERY {
+                        st.last_save = Instant::now();
+                        judging.save(engine, &shared.interface);
+                    }
                 }
             }
             Ok(Next::End) => return Ended::End,
@@ -225,6 +317,7 @@ fn wait(d: Duration, stop: &AtomicBool, shared: &SourceShared) {
 
 /// What a live capture thread needs.
 struct LiveThread {
+    judging: Judging,
     iface: String,
     opts: LiveOptions,
     cfg: EngineConfig,
@@ -238,6 +331,7 @@ struct LiveThread {
 /// it, and reopens it if it was removed and comes back. Returns its engine.
 fn live_thread(t: LiveThread) -> Engine {
     let LiveThread {
+        judging,
         iface,
         opts,
         cfg,
@@ -246,8 +340,12 @@ fn live_thread(t: LiveThread) -> Engine {
         kernel,
         index,
     } = t;
-    let mut engine = Engine::new(&cfg);
-    let mut last_publish = Instant::now();
+    let (mut engine, generation) = judging.engine(&cfg, &iface);
+    let mut st = PumpState {
+        last_publish: Instant::now(),
+        last_save: Instant::now(),
+        generation,
+    };
     let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
         let (mut src, info) = match LiveSource::open(&iface, &opts) {
@@ -277,7 +375,8 @@ fn live_thread(t: LiveThread) -> Engine {
                 &shared,
                 &stop,
                 true,
-                &mut last_publish,
+                &judging,
+                &mut st,
             ) {
                 Ended::Stopped | Ended::End => break,
                 Ended::Failed(e) if e.is_interface_down() => {
@@ -296,9 +395,18 @@ fn live_thread(t: LiveThread) -> Engine {
             }
         }
     }
-    publish(&mut engine, &shared);
-    shared.finished.store(true, Ordering::Relaxed);
+    finish_thread(&mut engine, &shared, &judging);
     engine
+}
+
+/// A capture thread's end: open events get their last version, the baseline is saved,
+/// counters are published.
+fn finish_thread(engine: &mut Engine, shared: &SourceShared, judging: &Judging) {
+    engine.finish();
+    judging.deliver(engine, None);
+    judging.save(engine, &shared.interface);
+    publish(engine, shared);
+    shared.finished.store(true, Ordering::Relaxed);
 }
 
 /// The thread replaying `[capture] pcap`.
@@ -307,9 +415,14 @@ fn file_thread(
     cfg: EngineConfig,
     shared: Arc<SourceShared>,
     stop: Arc<AtomicBool>,
+    judging: Judging,
 ) -> Engine {
-    let mut engine = Engine::new(&cfg);
-    let mut last_publish = Instant::now();
+    let (mut engine, generation) = judging.engine(&cfg, &shared.interface);
+    let mut st = PumpState {
+        last_publish: Instant::now(),
+        last_save: Instant::now(),
+        generation,
+    };
     for mut source in sources {
         match pump(
             source.as_mut(),
@@ -317,15 +430,15 @@ fn file_thread(
             &shared,
             &stop,
             false,
-            &mut last_publish,
+            &judging,
+            &mut st,
         ) {
             Ended::End => {}
             Ended::Stopped => break,
             Ended::Failed(e) => tracing::error!("{e}"),
         }
     }
-    publish(&mut engine, &shared);
-    shared.finished.store(true, Ordering::Relaxed);
+    finish_thread(&mut engine, &shared, &judging);
     engine
 }
 
@@ -405,6 +518,37 @@ fn log_summary(sources: &[Arc<SourceShared>]) {
     );
 }
 
+/// A reload of the policy file: swapped in, or refused with every error (the last good
+/// policy stays).
+fn reload_policy(cell: &PolicyCell) {
+    match cell.reload() {
+        Reload::Unchanged => tracing::info!("reload: policy unchanged"),
+        Reload::Swapped(what) => {
+            let sha = cell
+                .get()
+                .map(|p| p.policy.sha256.clone())
+                .unwrap_or_default();
+            tracing::info!(sha256 = %sha, "reload: new policy in force: {what}");
+        }
+        Reload::Refused(errors) => tracing::error!(
+            "reload refused, the last good policy stays in force (config_last_reload_successful 0):\n{errors}"
+        ),
+    }
+}
+
+/// This boot of the agent: random, so event ids of two runs never collide.
+fn boot_id() -> String {
+    let mut b = [0u8; 8];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let t = wall_now().0 ^ u64::from(std::process::id());
+        b = t.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Runs the agent until SIGTERM/SIGINT (or the end of replayed files with
 /// `at_end = "exit"`).
 pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()> {
@@ -427,9 +571,49 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             cfg.agent.state_dir.display()
         )
     })?;
-    if let Some(p) = &cfg.agent.policy {
-        tracing::warn!(policy = %p.display(), "policy files are not interpreted by this version yet; running without a policy");
-    }
+    let initial = match &cfg.agent.policy {
+        None => {
+            tracing::info!(
+                "no [agent] policy: site-independent detectors only, and every command that changes the process is reported"
+            );
+            None
+        }
+        Some(p) => match crate::judge::load(p, 0) {
+            Ok((compiled, warnings)) => {
+                if !warnings.is_empty() {
+                    eprint!("{warnings}");
+                }
+                tracing::info!(
+                    policy = %p.display(),
+                    name = %compiled.policy.name,
+                    sha256 = %compiled.policy.sha256,
+                    rules = compiled.policy.allow.len(),
+                    "policy loaded"
+                );
+                Some(compiled)
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                bail!("{}: invalid policy", p.display());
+            }
+        },
+    };
+    let cell = PolicyCell::new(cfg.agent.policy.clone(), initial);
+    let boot = boot_id();
+    let ids = IdSource::new(&id, &boot);
+    let sink = Arc::new(Mutex::new(EventSink::open(
+        &cfg.agent.state_dir,
+        &cfg.events,
+    )));
+    let judging = Judging {
+        cell: Arc::clone(&cell),
+        sink: Arc::clone(&sink),
+        ids: Arc::clone(&ids),
+        state_dir: cfg.agent.state_dir.clone(),
+    };
+    // The supervisor's own event layer (the `capture` detector).
+    let mut sup_events = Events::new(Arc::clone(&ids));
+    let mut watches: Vec<CaptureWatch> = Vec::new();
     if cfg.report.is_some() {
         tracing::warn!(
             "reporting to a collector is not available in this version yet; counters are only logged"
@@ -451,6 +635,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             let s = Arc::new(SourceShared::new(iface));
             shared.push(Arc::clone(&s));
             let t = LiveThread {
+                judging: judging.clone(),
                 iface: iface.clone(),
                 opts: opts.clone(),
                 cfg: engine_cfg,
@@ -480,10 +665,11 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         let s = Arc::new(SourceShared::new("pcap"));
         shared.push(Arc::clone(&s));
         let stop2 = Arc::clone(&stop);
+        let j = judging.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("capture-pcap".into())
-                .spawn(move || file_thread(source, engine_cfg, s, stop2))?,
+                .spawn(move || file_thread(source, engine_cfg, s, stop2, j))?,
         );
     }
     tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
@@ -510,11 +696,46 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                         tracing::error!("reload refused, keeping the running configuration:\n{}", l.render());
                     } else if l.config.as_ref().map(|c| &c.capture) != Some(&cfg.capture) {
                         tracing::warn!("reload: [capture] changed; that needs a restart, keeping the running capture");
+                    } else if l.config.as_ref().map(|c| &c.agent) != Some(&cfg.agent) {
+                        tracing::warn!("reload: [agent] changed (id, policy path or state_dir); that needs a restart, keeping the running values");
                     } else {
-                        tracing::info!("reload: configuration valid, nothing to apply");
+                        tracing::info!("reload: agent configuration valid");
                     }
+                    reload_policy(&cell);
                 }
                 _ = tick.tick() => {
+                    if cell.changed_on_disk() {
+                        tracing::info!("the policy file changed on disk: reloading");
+                        reload_policy(&cell);
+                    }
+                    if live {
+                        let det = cell
+                            .get()
+                            .map(|p| p.policy.detectors.capture.clone())
+                            .unwrap_or_else(|| infrawatch_config::policy::Detectors::default().capture);
+                        let now = wall_now();
+                        watches.resize_with(shared.len(), CaptureWatch::new);
+                        let mut findings = Vec::new();
+                        for (s, w) in shared.iter().zip(watches.iter_mut()) {
+                            let last = s.last_packet_ns.load(Ordering::Relaxed);
+                            let up = s.up.load(Ordering::Relaxed) != 0;
+                            w.observe(&det, now, &s.interface, up, (last > 0).then_some(Ts(last)), &mut findings);
+                        }
+                        let p = cell.get();
+                        for f in findings {
+                            match p.as_deref() {
+                                Some(p) => sup_events.fold(f, p),
+                                None => sup_events.fold(f, &crate::event::NoPolicy),
+                            }
+                        }
+                        sup_events.tick(now);
+                    }
+                    if let Ok(mut s) = sink.lock() {
+                        if !sup_events.outbox.is_empty() {
+                            s.deliver(&mut sup_events.outbox, None);
+                        }
+                        s.sync(wall_now());
+                    }
                     if last_summary.elapsed() >= SUMMARY_EVERY {
                         last_summary = Instant::now();
                         log_summary(&shared);
@@ -545,12 +766,16 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     if let Some(h) = stats_handle {
         let _ = h.join();
     }
+    sup_events.close_all();
+    if let Ok(mut s) = sink.lock() {
+        s.deliver(&mut sup_events.outbox, None);
+        s.sync(wall_now());
+    }
     log_summary(&shared);
     if let Some(path) = summary_json {
         let mut total = Counters::default();
         let mut top = Vec::new();
         for e in &mut engines {
-            e.finish();
             total.merge(&e.counters);
             top.extend_from_slice(e.top_flows());
         }

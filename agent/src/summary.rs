@@ -388,6 +388,11 @@ fn top_flow(f: &FlowSummary) -> TopFlow {
     }
 }
 
+/// The devices of an asset table, as the summary lists them.
+pub fn asset_inventory(assets: &Assets) -> Vec<AssetSummary> {
+    assets.iter().map(asset_summary).collect()
+}
+
 fn asset_summary(a: &Asset) -> AssetSummary {
     AssetSummary {
         mac: a.mac.as_ref().map(fmt_mac),
