@@ -27,3 +27,4 @@ pub mod run;
 pub mod stats;
 pub mod stream;
 pub mod summary;
+pub mod vocab;
