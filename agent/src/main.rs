@@ -179,11 +179,30 @@ fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> ExitCode {
         }
     }
     if let Some(path) = policy {
-        ok = false;
-        eprintln!(
-            "{}: error: policy files are not supported by this version yet",
-            path.display()
-        );
+        // The same loader and vocabulary as start-up and reload.
+        let vocab = infrawatch_agent::vocab::vocabulary();
+        let loaded = infrawatch_config::load_policy_file(&path, &vocab);
+        eprint!("{}", loaded.render());
+        match &loaded.config {
+            Some(p) => {
+                let count = |n: usize, what: &str| match n {
+                    1 => format!("1 {what}"),
+                    n => format!("{n} {what}s"),
+                };
+                println!(
+                    "{}: ok ({}, {}, {}, {})",
+                    path.display(),
+                    count(p.zones.len(), "zone"),
+                    count(p.assets.len(), "asset"),
+                    count(p.allow.len(), "rule"),
+                    count(p.maintenance.len(), "maintenance window"),
+                );
+            }
+            None => {
+                ok = false;
+                eprintln!("{}: {} error(s)", path.display(), loaded.error_count());
+            }
+        }
     }
     if ok {
         ExitCode::SUCCESS
