@@ -17,6 +17,7 @@ pub mod decode;
 pub mod detect;
 pub mod dissect;
 pub mod engine;
+pub mod evidence;
 pub mod flow;
 pub mod fuzzing;
 pub mod logging;

@@ -182,7 +182,7 @@ impl StoreError {
     }
 }
 
-fn io_hint(e: &io::Error) -> &'static str {
+pub(crate) fn io_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::ENOSPC | libc::EDQUOT) => {
             "the disk is full: free space on it or lower [events] max_bytes; the agent keeps running and writes again once there is room"
