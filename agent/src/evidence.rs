@@ -372,7 +372,9 @@ mod tests {
     use crate::capture::{Next, PacketSource};
     use std::process::Command;
 
-    fn read_back(path: &Path) -> (Vec<(Ts, Vec<u8>, u32, LinkType)>, Option<String>) {
+    type Packets = Vec<(Ts, Vec<u8>, u32, LinkType)>;
+
+    fn read_back(path: &Path) -> (Packets, Option<String>) {
         let mut src = PcapFile::open(path).unwrap();
         let mut out = Vec::new();
         while let Ok(Next::Packet(p)) = src.next() {
