@@ -242,3 +242,277 @@ fn a_replayed_goose_message_raises_goose() {
 
 #[allow(dead_code)]
 fn unused(_: &Path) {}
+
+fn write_policy(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn replay_with_policy(policy: &Path, files: &[&Path]) -> Value {
+    frames::replay_json(&["--policy", policy.to_str().unwrap()], files)
+}
+
+/// PLC stop under a policy: raised (critical, naming the rule) when the rule that
+/// matches the flow does not list it; nothing when it does, or inside a maintenance
+/// window.
+#[test]
+fn plc_stop_under_a_policy_is_judged_by_its_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = frames::shared("s7comm/iti_snap7_s300_plc_stop.pcap");
+    let header = r#"
+[policy]
+name = "s7-lab"
+[zones]
+eng = ["134.249.62.0/24"]
+plcs = ["134.249.61.0/24"]
+[[assets]]
+name = "plc"
+ip = "134.249.61.163"
+[[assets]]
+name = "eng-ws"
+ip = "134.249.62.206"
+"#;
+    let reads_only = write_policy(
+        dir.path(),
+        "reads.toml",
+        &format!(
+            "{header}
+[[allow]]
+name = \"eng reads plc\"
+from = \"zone:eng\"
+to = \"asset:plc\"
+protocol = \"s7comm\"
+functions = [\"read_var\", \"read_szl\", \"setup_communication\"]
+"
+        ),
+    );
+    let r = replay_with_policy(&reads_only, &[cap.as_path()]);
+    let hits = of_kind(&r, "ics_command");
+    assert_eq!(hits.len(), 1, "{r}");
+    assert_eq!(hits[0]["command"], "plc_stop");
+    assert_eq!(hits[0]["severity"], "critical");
+    assert_eq!(hits[0]["rule"], "eng reads plc");
+    assert_eq!(hits[0]["src_zone"], "eng");
+    assert_eq!(hits[0]["dst_zone"], "plcs");
+    assert_eq!(hits[0]["policy_sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        of_kind(&r, "policy_violation").is_empty(),
+        "the flow is allowed: {r}"
+    );
+
+    let allowed = write_policy(
+        dir.path(),
+        "stop.toml",
+        &format!(
+            "{header}
+[[allow]]
+name = \"eng may stop the plc\"
+from = \"asset:eng-ws\"
+to = \"asset:plc\"
+protocol = \"s7comm\"
+functions = [\"read_var\", \"setup_communication\", \"plc_stop\"]
+"
+        ),
+    );
+    let r = replay_with_policy(&allowed, &[cap.as_path()]);
+    assert!(of_kind(&r, "ics_command").is_empty(), "{r}");
+    assert!(of_kind(&r, "policy_violation").is_empty(), "{r}");
+
+    let window = write_policy(
+        dir.path(),
+        "window.toml",
+        &format!(
+            "{header}
+[[allow]]
+name = \"eng reads plc\"
+from = \"zone:eng\"
+to = \"asset:plc\"
+protocol = \"s7comm\"
+functions = [\"read_var\", \"setup_communication\"]
+[[maintenance]]
+name = \"shutdown for service\"
+from = \"asset:eng-ws\"
+start = \"2014-04-16T08:00:00Z\"
+end = \"2014-04-16T10:00:00Z\"
+"
+        ),
+    );
+    let r = replay_with_policy(&window, &[cap.as_path()]);
+    assert!(
+        of_kind(&r, "ics_command").is_empty(),
+        "maintenance window: {r}"
+    );
+}
+
+/// A flow no rule allows is a `policy_violation` (one event per conversation, its count
+/// the flows); its commands of changing classes are still reported.
+#[test]
+fn a_flow_no_rule_allows_is_a_policy_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_policy(
+        dir.path(),
+        "dns-only.toml",
+        r#"
+[policy]
+name = "nothing but dns"
+[[allow]]
+name = "dns"
+from = "any"
+to = "any"
+protocol = "dns"
+"#,
+    );
+    let cap = frames::shared("dnp3/iti_dnp3_cold_restart.pcap");
+    let r = replay_with_policy(&p, &[cap.as_path()]);
+    let v = of_kind(&r, "policy_violation");
+    assert_eq!(v.len(), 1, "{r}");
+    assert_eq!(v[0]["protocol"], "dnp3");
+    assert_eq!(v[0]["src"], "192.168.60.1");
+    let c = of_kind(&r, "ics_command");
+    assert_eq!(c.len(), 1, "{r}");
+    assert_eq!(c[0]["command"], "cold_restart");
+    assert!(c[0].get("rule").is_none(), "no rule matched: {c:?}");
+}
+
+/// Modbus registers and unit ids: a write outside the rule's registers is an
+/// `ics_command`, a read outside them a `policy_violation`; inside, nothing.
+#[test]
+fn modbus_registers_and_units_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (req, rsp) = real_read();
+    let mut fr = Vec::new();
+    let mut p = ModbusPoller::new(HMI, PLC);
+    p.connect(T0, &mut fr);
+    // Reads of 0-9 on unit 1; then one read of 100-109, one write of register 5 and one
+    // write of register 500, and a read on unit 7.
+    for i in 0..10 {
+        p.poll(T0 + (i + 1) * SEC, 1, &req, &rsp, &mut fr);
+    }
+    let mut rsp_far = vec![0x03, 20];
+    rsp_far.extend_from_slice(&[0u8; 20]);
+    p.poll(
+        T0 + 20 * SEC,
+        1,
+        &[0x03, 0x00, 100, 0x00, 10],
+        &rsp_far,
+        &mut fr,
+    );
+    p.poll(
+        T0 + 21 * SEC,
+        1,
+        &[0x06, 0x00, 5, 0x00, 1],
+        &[0x06, 0x00, 5, 0x00, 1],
+        &mut fr,
+    );
+    p.poll(
+        T0 + 22 * SEC,
+        1,
+        &[0x06, 0x01, 0xf4, 0x00, 1],
+        &[0x06, 0x01, 0xf4, 0x00, 1],
+        &mut fr,
+    );
+    p.poll(T0 + 23 * SEC, 7, &req, &rsp, &mut fr);
+    let cap = dir.path().join("modbus.pcap");
+    frames::write(&cap, &fr);
+    let pol = write_policy(
+        dir.path(),
+        "modbus.toml",
+        r#"
+[policy]
+name = "registers"
+[zones]
+scada = ["198.18.0.0/28"]
+[[assets]]
+name = "plc-1"
+ip = "198.18.0.5"
+mac = "00:1d:9c:aa:bb:cc"
+[[assets]]
+name = "hmi-1"
+ip = "198.18.0.10"
+mac = "00:0c:29:01:02:03"
+[[allow]]
+name = "hmi polls plc"
+from = "asset:hmi-1"
+to = "asset:plc-1"
+protocol = "modbus"
+functions = ["read_holding_registers", "write_single_register"]
+unit_ids = [1]
+registers = ["0-99"]
+"#,
+    );
+    let r = replay_with_policy(&pol, &[cap.as_path()]);
+    let cmds = of_kind(&r, "ics_command");
+    assert_eq!(cmds.len(), 1, "only the write of 500: {r}");
+    assert_eq!(cmds[0]["command"], "write_single_register");
+    assert!(
+        cmds[0]["detail"].as_str().unwrap().contains("500"),
+        "{cmds:?}"
+    );
+    // The far read and the read on unit 7: one conversation and command, so one event
+    // whose count is 2.
+    let v = of_kind(&r, "policy_violation");
+    assert_eq!(v.len(), 1, "{r}");
+    assert_eq!(v[0]["command"], "read_holding_registers");
+    assert_eq!(v[0]["count"], 2, "{v:?}");
+    assert!(
+        of_kind(&r, "new_asset").is_empty(),
+        "both are in the inventory: {r}"
+    );
+    assert!(
+        of_kind(&r, "new_conversation").is_empty(),
+        "a host rule names it: {r}"
+    );
+}
+
+/// A poll with `silence_after` that stops while other traffic goes on raises `silence`.
+#[test]
+fn a_poll_that_stops_raises_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (req, rsp) = real_read();
+    let mut fr = Vec::new();
+    let mut p = ModbusPoller::new(HMI, PLC);
+    p.connect(T0, &mut fr);
+    for i in 0..60 {
+        p.poll(T0 + (i + 1) * SEC, 1, &req, &rsp, &mut fr);
+    }
+    // The poll stops; another HMI keeps polling another PLC for two more minutes.
+    let hmi2 = (
+        [0x00, 0x0c, 0x29, 0x01, 0x02, 0x04],
+        [198, 18, 0, 11],
+        50201,
+    );
+    let plc2 = ([0x00, 0x1d, 0x9c, 0xaa, 0xbb, 0xcd], [198, 18, 0, 6], 502);
+    let mut q = ModbusPoller::new(hmi2, plc2);
+    q.connect(T0, &mut fr);
+    for i in 0..180 {
+        q.poll(T0 + (i + 1) * SEC + 500_000_000, 1, &req, &rsp, &mut fr);
+    }
+    fr.sort_by_key(|f| f.ts_ns);
+    let cap = dir.path().join("silence.pcap");
+    frames::write(&cap, &fr);
+    let pol = write_policy(
+        dir.path(),
+        "silence.toml",
+        r#"
+[policy]
+name = "polls"
+[zones]
+scada = ["198.18.0.0/24"]
+[[allow]]
+name = "hmis poll plcs"
+from = "zone:scada"
+to = "zone:scada"
+protocol = "modbus"
+functions = ["read_holding_registers"]
+silence_after = "10s"
+"#,
+    );
+    let r = replay_with_policy(&pol, &[cap.as_path()]);
+    let s = of_kind(&r, "silence");
+    assert_eq!(s.len(), 1, "one poll stopped: {r}");
+    assert_eq!(s[0]["src"], "198.18.0.10");
+    assert_eq!(s[0]["dst"], "198.18.0.5");
+    assert_eq!(s[0]["rule"], "hmis poll plcs");
+    assert_eq!(s[0]["severity"], "warning");
+}
