@@ -23,6 +23,7 @@ pub mod flow;
 pub mod fuzzing;
 pub mod judge;
 pub mod learn;
+pub mod learn_cmd;
 pub mod logging;
 pub mod lru;
 pub mod oui;

@@ -119,9 +119,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Learn { .. } => {
-            eprintln!("infrawatch-agent: learn is not available in this version yet");
-            ExitCode::from(2)
+        Command::Learn {
+            pcap,
+            interface,
+            duration,
+            policy,
+            output,
+        } => {
+            logging::init("warn");
+            match learn_cmd(pcap, interface, duration, policy, output) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("infrawatch-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -149,17 +161,93 @@ fn replay_cmd(
     })
 }
 
+fn learn_cmd(
+    pcap: Vec<PathBuf>,
+    interface: Option<String>,
+    duration: Option<String>,
+    policy: Option<PathBuf>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use infrawatch_agent::learn_cmd::{Input, learn};
+    let input = match (pcap.is_empty(), interface, duration) {
+        (false, None, None) => Input::Files(pcap),
+        (true, Some(name), Some(d)) => {
+            let duration = infrawatch_config::units::parse_duration(&d)
+                .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
+            Input::Interface { name, duration }
+        }
+        (true, Some(_), None) => anyhow::bail!("--interface needs --duration (e.g. --duration 1h)"),
+        _ => anyhow::bail!("give either --pcap FILE... or --interface IF --duration D"),
+    };
+    let name = output.as_deref().and_then(|o| o.file_stem()).map_or_else(
+        || "learnt".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let learnt = learn(&input, &name, policy.as_deref())?;
+    let r = &learnt.report;
+    eprintln!(
+        "learnt: {} conversations → {} rules ({} merged), {} zones, {} assets{}{}",
+        r.conversations,
+        r.rules,
+        r.merged_rules,
+        r.zones,
+        r.assets,
+        if r.capped {
+            "; rule cap reached, conversations merged further"
+        } else {
+            ""
+        },
+        if r.dropped > 0 {
+            format!("; {} conversations dropped (table full)", r.dropped)
+        } else {
+            String::new()
+        },
+    );
+    if let Some(add) = &learnt.additions {
+        if add.is_empty() {
+            eprintln!(
+                "nothing to add to {}",
+                policy
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        } else {
+            print!("{add}");
+        }
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(&path, &learnt.policy)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {}; review it, then `infrawatch-agent check --policy {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        None if learnt.additions.is_none() => print!("{}", learnt.policy),
+        None => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> ExitCode {
     let config = match (&config, &policy) {
         (None, None) => Some(PathBuf::from("/etc/infrawatch/agent.toml")),
         _ => config,
     };
     let mut ok = true;
+    let mut policy = policy;
     if let Some(path) = config {
         let loaded = load_agent_file(&path, &RealEnvironment);
         let mut errors = loaded.error_count();
         eprint!("{}", loaded.render());
         if let Some(cfg) = &loaded.config {
+            // The policy the agent would load is checked too, unless another is given.
+            if policy.is_none() {
+                policy.clone_from(&cfg.agent.policy);
+            }
             for (i, expr) in cfg.capture.exclude.iter().enumerate() {
                 if let Err(e) = run::compile_excludes(std::slice::from_ref(expr)) {
                     errors += 1;
