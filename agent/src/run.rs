@@ -793,6 +793,14 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             Vec::new(),
             0.0,
         );
+        let current = cell.get();
+        summary.policy = Some(crate::summary::PolicyStatus {
+            name: current.as_ref().map(|p| p.policy.name.clone()),
+            sha256: current.as_ref().map(|p| p.policy.sha256.clone()),
+            last_reload_successful: cell.reload_ok.load(Ordering::Relaxed),
+            reloads: cell.reloads.load(Ordering::Relaxed),
+            reload_failures: cell.reload_failures.load(Ordering::Relaxed),
+        });
         if live {
             summary.interfaces = shared
                 .iter()

@@ -114,6 +114,9 @@ pub struct Summary {
     pub health: Health,
     pub top_flows: Vec<TopFlow>,
     pub asset_inventory: Vec<AssetSummary>,
+    /// The policy in force and its reloads (`run` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyStatus>,
     /// Live capture interfaces (`run` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<InterfaceSummary>,
@@ -181,6 +184,7 @@ impl Summary {
             ics_responses,
             anomalies: Vec::new(),
             anomaly_totals: BTreeMap::new(),
+            policy: None,
             elapsed_s,
             packets_per_second: if elapsed_s > 0.0 {
                 (c.packets as f64 / elapsed_s) as u64
@@ -386,6 +390,16 @@ fn top_flow(f: &FlowSummary) -> TopFlow {
         first_seen: f.first.rfc3339(),
         last_seen: f.last.rfc3339(),
     }
+}
+
+/// The policy of a `run` (`infrawatch_policy_info`, `infrawatch_config_last_reload_successful`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PolicyStatus {
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub last_reload_successful: bool,
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 /// The devices of an asset table, as the summary lists them.
