@@ -672,7 +672,6 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                 .spawn(move || file_thread(source, engine_cfg, s, stop2, j))?,
         );
     }
-    tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -684,6 +683,8 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        // Only now: a SIGHUP before its handler exists would end the process.
+        tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_summary = Instant::now();
         loop {
