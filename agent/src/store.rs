@@ -569,8 +569,7 @@ impl Store {
                     } else {
                         rec.corrupt_bytes += cut;
                         let next_good = seg.last_seq.map_or(base, |s| s + 1);
-                        rec.corrupt_records +=
-                            below.unwrap_or(next_good).saturating_sub(next_good).max(1);
+                        rec.corrupt_records += below.unwrap_or(next_good).saturating_sub(next_good);
                     }
                 }
             }
@@ -767,6 +766,14 @@ impl Store {
     /// Closes the active segment and starts a new one named after the next sequence
     /// number.
     fn roll(&mut self) -> Result<(), StoreError> {
+        if self.tail_dirty {
+            let seg = self.active_seg()?;
+            let (len, path) = (seg.len, seg.path.clone());
+            self.active
+                .set_len(len)
+                .map_err(io_err(&path, "cut a failed write off a segment"))?;
+            self.tail_dirty = false;
+        }
         if self.unsynced {
             let path = &self.active_seg()?.path;
             self.active
