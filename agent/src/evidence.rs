@@ -313,6 +313,14 @@ impl Evidence {
         self.buf = buf;
         if let Err(e) = written {
             self.stats.write_errors_total += 1;
+            let EvidenceError::Io { source, .. } = &e;
+            if existing.is_some() && source.kind() == io::ErrorKind::NotFound {
+                // Deleted behind our back: forget it, the next packet starts a new file.
+                self.order.retain(|n| *n != name);
+                if let Some(info) = self.files.remove(&name) {
+                    self.total_bytes = self.total_bytes.saturating_sub(info.bytes);
+                }
+            }
             return Err(e);
         }
         self.total_bytes += need;
@@ -569,6 +577,30 @@ mod tests {
             ev.record("new", Ts(0), LinkType::Ethernet, &frame(0, 10), 10)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_file_deleted_behind_our_back_is_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ev = Evidence::open(dir.path(), 10_000, 5).unwrap();
+        assert!(
+            ev.record("e", Ts(1), LinkType::Ethernet, b"one", 3)
+                .unwrap()
+        );
+        fs::remove_file(ev.path_of("e")).unwrap();
+        assert!(
+            ev.record("e", Ts(2), LinkType::Ethernet, b"two", 3)
+                .is_err()
+        );
+        assert_eq!(ev.stats().write_errors_total, 1);
+        assert_eq!(ev.stats().bytes, 0);
+        assert!(
+            ev.record("e", Ts(3), LinkType::Ethernet, b"three", 5)
+                .unwrap()
+        );
+        let (pkts, end) = read_back(&ev.path_of("e"));
+        assert_eq!((pkts.len(), end), (1, None));
+        assert_eq!(pkts[0].1, b"three");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! them together per capture thread; [`replay`] and [`run`] are the commands built on it.
 //! Nothing in the core reads a clock, opens a socket or allocates per packet in the
 //! steady state.
+//!
+//! State on disk, under `[agent] state_dir`: the event store ([`store`]), evidence pcaps
+//! ([`evidence`]) and small atomic state files ([`statefile`]), checksummed with
+//! [`crc32c`]; they too are given the time rather than reading it.
 
 pub mod asset;
 pub mod capture;

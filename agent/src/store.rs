@@ -34,6 +34,8 @@
 //!   Acknowledged records are otherwise kept: the collector may ask again.
 //! - Errors are values: a full disk or an unwritable directory is an `Err` (counted in
 //!   `write_errors_total`) and the store stays usable. Nothing here reads a clock.
+//! - One process at a time: the directory is locked (`flock`) while a store is open; a
+//!   second open is [`StoreError::Locked`].
 //! - Memory: a few words per segment plus one index entry per 64 records.
 
 use crate::capture::Ts;
@@ -162,6 +164,10 @@ pub enum StoreError {
     Format { path: PathBuf, detail: String },
     #[error("event store: {dir}: {detail}")]
     Config { dir: PathBuf, detail: String },
+    #[error(
+        "event store: {dir} is in use by another process (another infrawatch agent?); stop it, or give this agent another [agent] state_dir"
+    )]
+    Locked { dir: PathBuf },
     #[error(
         "event store: {dir}: a record of {len} bytes does not fit in a segment of {segment_bytes} bytes; raise [events] max_bytes or write smaller records"
     )]
@@ -479,6 +485,8 @@ pub struct Store {
     /// be garbage; cut them before the next write.
     tail_dirty: bool,
     stats: StoreStats,
+    /// The directory, locked (`flock`) while the store is open.
+    _lock: File,
     /// Test hook: the next record write stops after this many bytes with ENOSPC.
     #[cfg(test)]
     fail_next_write: Option<usize>,
@@ -504,6 +512,15 @@ impl Store {
             .mode(0o700)
             .create(&dir)
             .map_err(io_err(&dir, "create the directory"))?;
+
+        // One process per store: an advisory lock on the directory, released by the
+        // kernel when the process ends, however it ends.
+        let lock = File::open(&dir).map_err(io_err(&dir, "open the directory"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&dir, "lock the directory")(e)),
+        }
 
         let mut rec = Recovery::default();
         let ack_path = dir.join(ACK_FILE);
@@ -552,8 +569,7 @@ impl Store {
                     } else {
                         rec.corrupt_bytes += cut;
                         let next_good = seg.last_seq.map_or(base, |s| s + 1);
-                        rec.corrupt_records +=
-                            below.unwrap_or(next_good).saturating_sub(next_good).max(1);
+                        rec.corrupt_records += below.unwrap_or(next_good).saturating_sub(next_good);
                     }
                 }
             }
@@ -617,6 +633,7 @@ impl Store {
             dir_unsynced: true,
             tail_dirty: false,
             stats: StoreStats::default(),
+            _lock: lock,
             #[cfg(test)]
             fail_next_write: None,
         };
@@ -749,6 +766,14 @@ impl Store {
     /// Closes the active segment and starts a new one named after the next sequence
     /// number.
     fn roll(&mut self) -> Result<(), StoreError> {
+        if self.tail_dirty {
+            let seg = self.active_seg()?;
+            let (len, path) = (seg.len, seg.path.clone());
+            self.active
+                .set_len(len)
+                .map_err(io_err(&path, "cut a failed write off a segment"))?;
+            self.tail_dirty = false;
+        }
         if self.unsynced {
             let path = &self.active_seg()?.path;
             self.active
@@ -1476,6 +1501,18 @@ mod tests {
         assert_eq!(c.segment_bytes, 16 << 20);
         let c = StoreConfig::new(dir.path(), 1 << 20, Duration::from_secs(1));
         assert_eq!(c.segment_bytes, 64 << 10);
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(cfg(dir.path(), 4096, 1 << 20)).unwrap();
+        // flock conflicts between open file descriptions, in one process too.
+        let e = Store::open(cfg(dir.path(), 4096, 1 << 20)).unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("another [agent] state_dir"), "{e}");
+        drop(s);
+        assert!(Store::open(cfg(dir.path(), 4096, 1 << 20)).is_ok());
     }
 
     #[test]
