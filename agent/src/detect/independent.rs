@@ -1,18 +1,40 @@
 //! The detectors that need no site knowledge (DESIGN.md, "Detection"): `port_scan`
-//! (incl. stealth probes and ARP sweeps), `syn_flood` (per destination and in total),
-//! `arp_spoof` (binding changes, gratuitous-ARP storms), `rate_anomaly` (EWMA band),
-//! `malformed` (protocol violations), `goose` (publisher state), and [`CaptureWatch`]
-//! (blind sensors) for the capture supervisor.
+//! (incl. stealth probes and ARP sweeps, [`super::scan`]), `syn_flood` (per destination
+//! and in total, [`super::flood`]), `arp_spoof` (binding changes, gratuitous-ARP storms,
+//! [`super::arp`]), `rate_anomaly` (EWMA band, [`super::rate`]), `malformed` (protocol
+//! violations, [`super::malformed`]), `goose` (publisher state, [`super::goose`]), and
+//! [`CaptureWatch`] (blind sensors, [`super::capture_watch`]) for the capture supervisor.
 //!
-//! STUB: API agreed with the engine; bodies to be written.
+//! [`Independent`] routes the engine's facts to them. The TCP facts go through one table
+//! of connection attempts ([`super::attempts`]) that tells both `port_scan` (which
+//! attempts are probes) and `syn_flood` (which are half-open). Each detector is switched
+//! and tuned by its `[detectors.KIND]` section; [`Independent::configure`] swaps the
+//! thresholds and keeps every table. Time is the `now` given with each fact, never a
+//! clock. Every table is allocated by [`Independent::new`] with a fixed capacity and an
+//! LRU eviction counted in [`Independent::tables`]: [`Independent::memory_bytes`] (about
+//! 13 MiB with the default sizes) never changes afterwards, whatever the traffic.
+//!
+//! Findings are not per packet: each detector reports when its threshold is crossed,
+//! then at most every 10 s per key with the occurrences since (the tick flushes what is
+//! left when an event goes quiet for 60 s), so the event layer updates one event.
 
 use super::Finding;
+use super::arp::ArpWatch;
+use super::attempts::{Attempts, Conn};
+use super::flood::Flood;
+use super::goose::Goose;
+use super::malformed::Malformed;
+use super::rate::Rates;
+use super::scan::{Probe, Scan, stealth_name};
 use crate::capture::Ts;
 use crate::decode::{Addr, Arp, Mac};
 use crate::dissect::Violation;
 use crate::dissect::goose::{Expired, Observation};
 use crate::proto::Proto;
 use infrawatch_config::policy::Detectors;
+
+pub use super::capture_watch::CaptureWatch;
+pub use super::rate::{Deviation, RateBand};
 
 /// Table sizes and what was evicted from them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,29 +45,57 @@ pub struct TableStats {
 }
 
 /// The site-independent detectors of one engine.
-#[derive(Debug, Default)]
-pub struct Independent {}
+#[derive(Debug)]
+pub struct Independent {
+    cfg: Detectors,
+    attempts: Attempts,
+    scan: Scan,
+    flood: Flood,
+    arp: ArpWatch,
+    rates: Rates,
+    malformed: Malformed,
+    goose: Goose,
+}
+
+impl Default for Independent {
+    fn default() -> Self {
+        Independent::new(&Detectors::default())
+    }
+}
 
 impl Independent {
     pub fn new(cfg: &Detectors) -> Self {
-        let _ = cfg;
-        Independent {}
+        Independent {
+            cfg: cfg.clone(),
+            attempts: Attempts::new(),
+            scan: Scan::new(),
+            flood: Flood::new(),
+            arp: ArpWatch::new(),
+            rates: Rates::new(&cfg.rate_anomaly),
+            malformed: Malformed::new(),
+            goose: Goose::new(),
+        }
     }
 
     /// A reload: new thresholds and switches, state kept.
     pub fn configure(&mut self, cfg: &Detectors) {
-        let _ = cfg;
+        self.cfg = cfg.clone();
+        self.rates.configure(&cfg.rate_anomaly);
     }
 
     /// A known IP↔MAC binding (policy inventory: `inventory = true`; persisted learnt
-    /// bindings: false).
+    /// bindings: false). IPv6 addresses are ignored (bindings come from ARP).
     pub fn seed_binding(&mut self, ip: Addr, mac: Mac, inventory: bool) {
-        let _ = (ip, mac, inventory);
+        self.arp.seed(ip, mac, inventory);
     }
 
     /// The learnt bindings, for persistence.
     pub fn bindings(&self) -> Vec<(Addr, Mac)> {
-        Vec::new()
+        self.arp.bindings()
+    }
+
+    fn tcp_on(&self) -> bool {
+        self.cfg.port_scan.enabled || self.cfg.syn_flood.enabled
     }
 
     /// A new TCP flow opened by a SYN without ACK from `client` to `server:dport`.
@@ -58,17 +108,45 @@ impl Independent {
         client_mac: Option<Mac>,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, client, server, dport, client_mac, out);
+        if !self.tcp_on() {
+            return;
+        }
+        let c = Conn {
+            client,
+            server,
+            port: dport,
+        };
+        self.attempts.attempt(now, c, client_mac);
+        self.flood.added(&self.cfg.syn_flood, now, c, out);
     }
 
     /// The server answered an attempt with SYN-ACK (still half-open).
     pub fn tcp_answered(&mut self, now: Ts, client: Addr, server: Addr, dport: u16) {
-        let _ = (now, client, server, dport);
+        let _ = now;
+        if !self.tcp_on() {
+            return;
+        }
+        self.attempts.answered(Conn {
+            client,
+            server,
+            port: dport,
+        });
     }
 
     /// The client's ACK completed the handshake.
     pub fn tcp_established(&mut self, now: Ts, client: Addr, server: Addr, dport: u16) {
-        let _ = (now, client, server, dport);
+        let _ = now;
+        if !self.tcp_on() {
+            return;
+        }
+        let c = Conn {
+            client,
+            server,
+            port: dport,
+        };
+        if let Some(closed) = self.attempts.established(c).closed {
+            self.flood.closed(&self.cfg.syn_flood, c, closed);
+        }
     }
 
     /// The server refused an attempt (RST before the handshake completed).
@@ -80,7 +158,26 @@ impl Independent {
         dport: u16,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, client, server, dport, out);
+        if !self.tcp_on() {
+            return;
+        }
+        let c = Conn {
+            client,
+            server,
+            port: dport,
+        };
+        let o = self.attempts.refused(c);
+        if let Some(closed) = o.closed {
+            self.flood.closed(&self.cfg.syn_flood, c, closed);
+        }
+        if o.probe {
+            let p = Probe::Tcp {
+                dst: server,
+                port: dport,
+            };
+            self.scan
+                .probe(&self.cfg.port_scan, now, client, o.mac, p, out);
+        }
     }
 
     /// A TCP flow left the table or closed; `payload` whether either side sent data.
@@ -93,10 +190,30 @@ impl Independent {
         payload: bool,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, client, server, dport, payload, out);
+        if !self.tcp_on() {
+            return;
+        }
+        let c = Conn {
+            client,
+            server,
+            port: dport,
+        };
+        let o = self.attempts.ended(c, payload);
+        if let Some(closed) = o.closed {
+            self.flood.closed(&self.cfg.syn_flood, c, closed);
+        }
+        if o.probe {
+            let p = Probe::Tcp {
+                dst: server,
+                port: dport,
+            };
+            self.scan
+                .probe(&self.cfg.port_scan, now, client, o.mac, p, out);
+        }
     }
 
     /// A FIN, NULL or XMAS segment that belongs to no flow (the flow it would open).
+    /// Segments with SYN, ACK or RST set are not stealth probes and are ignored.
     #[allow(clippy::too_many_arguments)]
     pub fn stealth_probe(
         &mut self,
@@ -108,12 +225,31 @@ impl Independent {
         src_mac: Option<Mac>,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, src, dst, dport, flags, src_mac, out);
+        if stealth_name(flags).is_none() {
+            return;
+        }
+        let p = Probe::Stealth {
+            dst,
+            port: dport,
+            flags,
+        };
+        self.scan
+            .probe(&self.cfg.port_scan, now, src, src_mac, p, out);
     }
 
     /// An ARP packet; `eth_src` the frame's source MAC.
     pub fn arp(&mut self, now: Ts, arp: &Arp, eth_src: Option<Mac>, out: &mut Vec<Finding>) {
-        let _ = (now, arp, eth_src, out);
+        self.arp
+            .observe(&self.cfg.arp_spoof, now, arp, eth_src, out);
+        // An ARP sweep: requests that are neither probes nor announcements.
+        if arp.op == 1 && arp.sender_ip != [0; 4] && arp.sender_ip != arp.target_ip {
+            let p = Probe::Arp {
+                target: arp.target_ip,
+            };
+            let src = Addr::v4(arp.sender_ip);
+            self.scan
+                .probe(&self.cfg.port_scan, now, src, Some(arp.sender_mac), p, out);
+        }
     }
 
     /// A protocol violation on a flow (`src` sent the message).
@@ -128,7 +264,8 @@ impl Independent {
         v: Violation,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, src, dst, src_mac, proto, v, out);
+        self.malformed
+            .violation(&self.cfg.malformed, now, src, dst, src_mac, proto, v, out);
     }
 
     /// A GOOSE message and what it changed in its publisher's state.
@@ -141,51 +278,56 @@ impl Independent {
         obs: &Observation,
         out: &mut Vec<Finding>,
     ) {
-        let _ = (now, src, appid, gocb_ref, obs, out);
+        self.goose
+            .observe(&self.cfg.goose, now, src, appid, gocb_ref, obs, out);
     }
 
     /// A GOOSE publisher fell silent past its time-allowed-to-live.
     pub fn goose_expired(&mut self, now: Ts, e: &Expired<'_>, out: &mut Vec<Finding>) {
-        let _ = (now, e, out);
+        self.goose.expired(&self.cfg.goose, now, e, out);
     }
 
     /// Once per second of packet time: windows close, silent attempts count as probes,
     /// per-minute rates are sampled. `packets` are the cumulative packets per protocol.
+    /// Each table is swept a bounded number of slots per call.
     pub fn tick(&mut self, now: Ts, packets: &[u64; Proto::COUNT], out: &mut Vec<Finding>) {
-        let _ = (now, packets, out);
+        let (scan, cfg) = (&mut self.scan, &self.cfg);
+        self.attempts.sweep(now, |c, mac| {
+            let p = Probe::Tcp {
+                dst: c.server,
+                port: c.port,
+            };
+            scan.probe(&cfg.port_scan, now, c.client, mac, p, out);
+        });
+        self.scan.tick(&self.cfg.port_scan, now, out);
+        self.flood.tick(&self.cfg.syn_flood, now, out);
+        self.arp.tick(&self.cfg.arp_spoof, now, out);
+        self.rates.tick(&self.cfg.rate_anomaly, now, packets, out);
+        self.malformed.tick(&self.cfg.malformed, now, out);
+        self.goose.tick(&self.cfg.goose, now, out);
     }
 
     /// Sizes and evictions of every table.
     pub fn tables(&self) -> Vec<(&'static str, TableStats)> {
-        Vec::new()
+        let mut v = Vec::with_capacity(16);
+        v.push(("tcp_attempts", self.attempts.stats()));
+        self.scan.tables(&mut v);
+        self.flood.tables(&mut v);
+        self.arp.tables(&mut v);
+        self.malformed.tables(&mut v);
+        self.goose.tables(&mut v);
+        v
     }
 
-    /// Bytes of detector state, for the bounded-memory test.
+    /// Bytes of detector state (capacity-based; fixed at [`Independent::new`]).
     pub fn memory_bytes(&self) -> usize {
-        0
-    }
-}
-
-/// The `capture` detector for one interface: down, or silent for longer than its norm.
-#[derive(Debug, Default)]
-pub struct CaptureWatch {}
-
-impl CaptureWatch {
-    pub fn new() -> Self {
-        CaptureWatch {}
-    }
-
-    /// Called about once a second by the supervisor: whether the link is up and the
-    /// time of the newest packet (None: none yet).
-    pub fn observe(
-        &mut self,
-        cfg: &infrawatch_config::policy::CaptureDet,
-        now: Ts,
-        interface: &str,
-        up: bool,
-        last_packet: Option<Ts>,
-        out: &mut Vec<Finding>,
-    ) {
-        let _ = (cfg, now, interface, up, last_packet, out);
+        std::mem::size_of::<Self>()
+            + self.attempts.memory_bytes()
+            + self.scan.memory_bytes()
+            + self.flood.memory_bytes()
+            + self.arp.memory_bytes()
+            + self.rates.memory_bytes()
+            + self.malformed.memory_bytes()
+            + self.goose.memory_bytes()
     }
 }

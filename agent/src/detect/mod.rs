@@ -14,8 +14,17 @@
 //! - `capture` is judged by the capture threads' supervisor (`run.rs`) with
 //!   [`independent::CaptureWatch`].
 
+mod arp;
+mod attempts;
+mod capture_watch;
+mod flood;
+mod goose;
 pub mod independent;
+mod malformed;
+pub mod rate;
+mod scan;
 pub mod site;
+mod table;
 
 use crate::command::Cmd;
 use crate::decode::{Addr, Mac};

@@ -431,6 +431,9 @@ pub struct Observation {
     /// The previous message's stNum and sqNum (0 for a new publisher), for event details.
     pub prev_st_num: u32,
     pub prev_sq_num: u32,
+    /// This message's stNum and sqNum, for event details.
+    pub st_num: u32,
+    pub sq_num: u32,
 }
 
 impl Observation {
@@ -560,6 +563,8 @@ impl Publishers {
         let epoch = now.secs() as u32;
         let mut obs = Observation {
             test: info.is_test(),
+            st_num: info.st_num,
+            sq_num: info.sq_num,
             ..Observation::default()
         };
         let slot = match self.map.find(&key) {
