@@ -519,3 +519,58 @@ silence_after = "10s"
     assert_eq!(s[0]["rule"], "hmis poll plcs");
     assert_eq!(s[0]["severity"], "warning");
 }
+
+/// The scan captures raise `port_scan` (default thresholds; the small nmap capture with
+/// the threshold policy kept beside this test, which says why).
+#[test]
+fn scans_raise_port_scan() {
+    let r = replay("scans/ppa_synscan.pcapng", &[]);
+    let s = of_kind(&r, "port_scan");
+    assert_eq!(s.len(), 1, "one scan, one event: {r}");
+    assert_eq!(s[0]["src"], "172.16.0.8");
+    assert!(s[0]["count"].as_u64().unwrap() >= 900, "{s:?}");
+    assert_eq!(s[0]["severity"], "warning");
+
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies/small_scan.toml");
+    let cap = frames::shared("scans/ndpi_tcp_scan.pcap");
+    let r = replay_with_policy(&policy, &[cap.as_path()]);
+    let s = of_kind(&r, "port_scan");
+    assert_eq!(s.len(), 1, "{r}");
+    assert_eq!(s[0]["src"], "192.168.1.178");
+    // Connect, SYN, FIN, NULL and XMAS probes all count.
+    assert_eq!(s[0]["count"], 7, "{s:?}");
+}
+
+/// The flood captures raise `syn_flood`: to one destination, and in total from spoofed
+/// sources to random destinations.
+#[test]
+fn floods_raise_syn_flood() {
+    let r = replay("floods/suricata_syn_flood_443.pcap", &[]);
+    let f = of_kind(&r, "syn_flood");
+    assert_eq!(f.len(), 1, "{r}");
+    assert_eq!(f[0]["dst"], "198.51.100.5");
+    let r = replay("floods/ppa_dosattack_syn.pcap", &[]);
+    let f = of_kind(&r, "syn_flood");
+    assert_eq!(f.len(), 1, "{r}");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("all destinations"),
+        "{f:?}"
+    );
+}
+
+/// The ARP poisoning capture raises `arp_spoof` (critical) naming the gateway's address.
+#[test]
+fn arp_poisoning_raises_arp_spoof() {
+    let r = replay("arp_spoofing/ppa_arppoison.pcapng", &[]);
+    let a = of_kind(&r, "arp_spoof");
+    assert!(!a.is_empty(), "{r}");
+    assert!(a.iter().all(|e| e["severity"] == "critical"));
+    assert!(
+        a.iter()
+            .any(|e| e["detail"].as_str().unwrap().contains("172.16.0.1")),
+        "{a:?}"
+    );
+}
