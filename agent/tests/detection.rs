@@ -574,3 +574,127 @@ fn arp_poisoning_raises_arp_spoof() {
         "{a:?}"
     );
 }
+
+/// An S7 block download (request_download, download_block, download_ended) from an
+/// engineering station, built around the S7 job header of the shared PLC-stop capture:
+/// `program` commands, critical, without a policy; nothing under one that allows them.
+#[test]
+fn s7_block_download_raises_a_program_command() {
+    let cl = (
+        [0x00, 0x1b, 0x1b, 0x01, 0x02, 0x03],
+        [198, 18, 3, 20],
+        49500,
+    );
+    let plc = ([0x00, 0x1b, 0x1b, 0xaa, 0xbb, 0xcc], [198, 18, 3, 5], 102);
+    let s7_job = |param: &[u8]| {
+        let mut s7 = vec![0x32, 0x01, 0, 0, 0, 1];
+        s7.extend_from_slice(&(param.len() as u16).to_be_bytes());
+        s7.extend_from_slice(&[0, 0]);
+        s7.extend_from_slice(param);
+        let mut v = vec![0x03, 0x00];
+        v.extend_from_slice(&((s7.len() + 7) as u16).to_be_bytes());
+        v.extend_from_slice(&[0x02, 0xf0, 0x80]);
+        v.extend_from_slice(&s7);
+        v
+    };
+    // Function codes 0x1a, 0x1b, 0x1c with a block name ("_0A00001P": OB 1).
+    let name = b"_0A00001P";
+    let mut fr = Vec::new();
+    let mut seq = 7000u32;
+    for (i, func) in [0x1au8, 0x1b, 0x1c].into_iter().enumerate() {
+        let mut param = vec![func, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, name.len() as u8];
+        param.extend_from_slice(name);
+        let payload = s7_job(&param);
+        fr.push(Frame {
+            ts_ns: T0 + i as u64 * SEC,
+            data: frames::tcp(cl, plc, seq, 1, 0x18, &payload),
+        });
+        seq += payload.len() as u32;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("s7_download.pcap");
+    frames::write(&cap, &fr);
+    let r = frames::replay_json(&[], &[cap.as_path()]);
+    let hits = of_kind(&r, "ics_command");
+    let names: Vec<&str> = hits
+        .iter()
+        .map(|a| a["command"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"download_block"), "{r}");
+    assert!(
+        hits.iter()
+            .all(|a| a["class"] == "program" && a["severity"] == "critical"),
+        "{hits:?}"
+    );
+    let pol = write_policy(
+        dir.path(),
+        "eng.toml",
+        r#"
+[policy]
+name = "engineering may download"
+[[assets]]
+name = "eng-ws"
+ip = "198.18.3.20"
+[[allow]]
+name = "eng programs the plc"
+from = "asset:eng-ws"
+to = "198.18.3.5"
+protocol = "s7comm"
+"#,
+    );
+    let r = replay_with_policy(&pol, &[cap.as_path()]);
+    assert!(of_kind(&r, "ics_command").is_empty(), "{r}");
+}
+
+/// Cold restart, CIP stop and DCP set: raised under a policy whose matching rule lists
+/// other commands only, silent under one whose rule allows every command.
+#[test]
+fn state_and_config_commands_follow_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "dnp3/iti_dnp3_cold_restart.pcap",
+            "dnp3",
+            "read",
+            "cold_restart",
+        ),
+        (
+            "enip_cip/iti_cip_stop_plc.pcap",
+            "enip",
+            "get_attribute_single",
+            "stop",
+        ),
+        (
+            "profinet/iti_profinet_dcp_set_ip.pcap",
+            "profinet",
+            "identify",
+            "set",
+        ),
+    ];
+    for (rel, proto, other, cmd) in cases {
+        let cap = frames::shared(rel);
+        let narrow = write_policy(
+            dir.path(),
+            &format!("{proto}-narrow.toml"),
+            &format!(
+                "[policy]\nname = \"narrow\"\n[[allow]]\nname = \"{proto} reads\"\nfrom = \"any\"\nto = \"any\"\nprotocol = \"{proto}\"\nfunctions = [\"{other}\"]\n"
+            ),
+        );
+        let r = replay_with_policy(&narrow, &[cap.as_path()]);
+        let hits: Vec<Value> = of_kind(&r, "ics_command")
+            .into_iter()
+            .filter(|a| a["command"] == cmd)
+            .collect();
+        assert_eq!(hits.len(), 1, "{rel}: {r}");
+        assert_eq!(hits[0]["rule"], format!("{proto} reads"), "{rel}");
+        let wide = write_policy(
+            dir.path(),
+            &format!("{proto}-wide.toml"),
+            &format!(
+                "[policy]\nname = \"wide\"\n[[allow]]\nname = \"{proto} anything\"\nfrom = \"any\"\nto = \"any\"\nprotocol = \"{proto}\"\n"
+            ),
+        );
+        let r = replay_with_policy(&wide, &[cap.as_path()]);
+        assert!(of_kind(&r, "ics_command").is_empty(), "{rel}: {r}");
+    }
+}
