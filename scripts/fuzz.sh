@@ -7,6 +7,10 @@ secs=${1:-5}
 cargo fuzz build -s none >/dev/null
 scripts_dir=$(cd .. && pwd)/scripts
 PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3; "$PY" "$scripts_dir/fuzz_seeds.py" corpus >/dev/null 2>&1 || echo "fuzz: no seeds from ../shared/pcaps (continuing with empty corpora)"
+# The config targets start from the shipped examples.
+mkdir -p corpus/policy corpus/agent_config
+cp ../deploy/examples/policy*.toml corpus/policy/ 2>/dev/null || true
+cp ../deploy/examples/agent*.toml corpus/agent_config/ 2>/dev/null || true
 for t in $(cargo fuzz list); do
   mkdir -p "corpus/$t"
   echo "fuzz: $t (${secs}s)"
