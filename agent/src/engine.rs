@@ -340,7 +340,7 @@ impl PduSink for Ctx<'_> {
         if let PduKind::Request(_) = pdu.kind
             && let Some(d) = self.det.as_deref_mut()
         {
-            if let Some(l) = d.learner.as_mut() {
+            if let Some(mut l) = d.learner.as_ref().and_then(|l| l.lock().ok()) {
                 l.request(self.ts, self.client, self.server, self.port, pdu);
             }
             let p = d.policy.clone();
@@ -1250,7 +1250,7 @@ fn judge_flow(
     ts: Ts,
 ) {
     let (client, server, port) = ends(key, flow);
-    if let Some(l) = d.learner.as_mut() {
+    if let Some(mut l) = d.learner.as_ref().and_then(|l| l.lock().ok()) {
         l.conversation(ts, client, server, flow.proto, port);
     }
     let Some(p) = d.policy.clone() else {

@@ -10,7 +10,11 @@ use crate::learn::{LearnOptions, LearnReport, Learner};
 use crate::replay::{Judge, engine_for, run_files};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A learner shared by the capture threads of one agent.
+pub type SharedLearner = Arc<Mutex<Learner>>;
 
 /// Conversations a learning run keeps, at most.
 pub const MAX_CONVERSATIONS: usize = 65_536;
@@ -39,7 +43,7 @@ fn learning_engine() -> Engine {
     engine_for(
         &EngineConfig::default(),
         &Judge::Off,
-        Some(Learner::new(MAX_CONVERSATIONS)),
+        Some(Arc::new(Mutex::new(Learner::new(MAX_CONVERSATIONS)))),
     )
 }
 
@@ -90,11 +94,15 @@ pub fn learn(input: &Input, name: &str, old: Option<&Path>) -> anyhow::Result<Le
             format!("interface {name} for {} s", duration.as_secs())
         }
     };
-    let learner = engine
+    let shared: SharedLearner = engine
         .detect
         .as_deref_mut()
         .and_then(|d| d.learner.take())
         .context("internal error: the learning engine has no learner")?;
+    let learner = Arc::try_unwrap(shared)
+        .ok()
+        .and_then(|m| m.into_inner().ok())
+        .context("internal error: the learner is still shared")?;
     let opts = LearnOptions {
         name: name.to_string(),
         max_rules: MAX_RULES,

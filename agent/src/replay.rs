@@ -42,7 +42,7 @@ pub enum Judge {
 pub fn engine_for(
     cfg: &EngineConfig,
     judge: &Judge,
-    learner: Option<crate::learn::Learner>,
+    learner: Option<crate::learn_cmd::SharedLearner>,
 ) -> Engine {
     let ids = IdSource::new("replay", "0");
     match judge {

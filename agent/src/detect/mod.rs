@@ -167,10 +167,8 @@ pub struct Detection {
     pub site: site::Site,
     /// The policy in force; `None`: the no-policy mode.
     pub policy: Option<std::sync::Arc<site::CompiledPolicy>>,
-    /// Judge flows and commands (off while learning: a learning agent authorizes
-    /// nothing and reports nothing site-specific).
-    pub judge: bool,
-    pub learner: Option<crate::learn::Learner>,
+    /// The learner of a learning run (shared by the capture threads of `run`).
+    pub learner: Option<crate::learn_cmd::SharedLearner>,
     pub events: crate::event::Events,
     /// Findings of the packet being processed, folded after it.
     pub findings: Vec<Finding>,
@@ -180,7 +178,7 @@ impl Detection {
     pub fn new(
         policy: Option<std::sync::Arc<site::CompiledPolicy>>,
         ids: std::sync::Arc<crate::event::IdSource>,
-        learner: Option<crate::learn::Learner>,
+        learner: Option<crate::learn_cmd::SharedLearner>,
     ) -> Self {
         let defaults = infrawatch_config::policy::Detectors::default();
         let mut d = Detection {
@@ -189,7 +187,6 @@ impl Detection {
             ),
             site: site::Site::new(),
             policy: None,
-            judge: learner.is_none(),
             learner,
             events: crate::event::Events::new(ids),
             findings: Vec::new(),
