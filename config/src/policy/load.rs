@@ -1001,9 +1001,11 @@ impl<'i> Cx<'_, 'i> {
             self.error(span, format!("no asset named `{asset}`"), Some(help));
             return None;
         }
-        let looks_like_address = s.contains('/')
-            || s.contains(':')
-            || s.chars().next().is_some_and(|c| c.is_ascii_digit());
+        // Digits first (IPv4), or only hex digits, `:`, `.` and `/` (IPv6).
+        let looks_like_address = s.chars().next().is_some_and(|c| c.is_ascii_digit())
+            || (s.contains(':')
+                && s.chars()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '/')));
         if looks_like_address {
             return match parse_net(s) {
                 Ok(c) => Some(Endpoint::Net(c)),
@@ -1013,7 +1015,13 @@ impl<'i> Cx<'_, 'i> {
                 }
             };
         }
-        let help = if names.zones.iter().any(|z| z == s) {
+        // A misspelt prefix: `zones:scada`, `Asset:plc-1`.
+        let prefixed = s.split_once(':').and_then(|(prefix, rest)| {
+            nearest(prefix, ["zone", "asset"]).map(|p| format!("did you mean `{p}:{rest}`?"))
+        });
+        let help = if let Some(h) = prefixed {
+            h
+        } else if names.zones.iter().any(|z| z == s) {
             format!("did you mean `zone:{s}`?")
         } else if names.assets.iter().any(|a| a.as_deref() == Some(s)) {
             format!("did you mean `asset:{s}`?")

@@ -446,6 +446,28 @@ fn a_bare_zone_name_is_not_an_endpoint() {
 }
 
 #[test]
+fn a_misspelt_endpoint_prefix() {
+    assert_error(
+        &rule("from = \"Zone:scada\"\nto = \"any\"\n"),
+        "policy.toml:10:8: error: `Zone:scada` is not an endpoint",
+        Some("did you mean `zone:scada`?"),
+    );
+    assert_error(
+        &rule("from = \"any\"\nto = \"assets:plc-1\"\n"),
+        "policy.toml:11:6: error: `assets:plc-1` is not an endpoint",
+        Some("did you mean `asset:plc-1`?"),
+    );
+    assert_error(
+        &rule("from = \"everything\"\nto = \"any\"\n"),
+        "policy.toml:10:8: error: `everything` is not an endpoint",
+        Some("write `zone:NAME`, `asset:NAME`"),
+    );
+    // IPv6 networks and hosts are endpoints.
+    let l = load(&rule("from = \"fd00::/8\"\nto = \"fd00::1\"\n"));
+    assert!(l.diagnostics.is_empty(), "{}", l.render());
+}
+
+#[test]
 fn endpoint_network_with_host_bits() {
     assert_error(
         &rule("from = \"10.20.0.1/16\"\nto = \"any\"\n"),
