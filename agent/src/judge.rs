@@ -97,6 +97,20 @@ impl PolicyCell {
         self.current.lock().ok().and_then(|g| g.clone())
     }
 
+    /// Puts `policy` in force (the end of a learning run): capture threads take it as
+    /// after a reload.
+    pub fn install(&self, policy: Arc<CompiledPolicy>) {
+        if let Ok(mut g) = self.current.lock() {
+            *g = Some(policy);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The generation the next installed policy should carry.
+    pub fn next_generation(&self) -> u8 {
+        (self.generation() + 1) as u8
+    }
+
     /// Whether the file changed on disk since it was last loaded (or looked at).
     pub fn changed_on_disk(&self) -> bool {
         let Some(path) = &self.path else {
@@ -130,6 +144,11 @@ impl PolicyCell {
             }
             Ok((new, _warnings)) => {
                 self.reload_ok.store(true, Ordering::Relaxed);
+                if new.policy.mode == infrawatch_config::policy::Mode::Learn {
+                    // A learning agent judges nothing until learning ends; the file's
+                    // detector settings apply from the next start.
+                    return Reload::Unchanged;
+                }
                 let old = self.get();
                 if old
                     .as_ref()

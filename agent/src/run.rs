@@ -168,6 +168,28 @@ struct Judging {
     sink: Arc<Mutex<EventSink>>,
     ids: Arc<IdSource>,
     state_dir: PathBuf,
+    learning: Option<Arc<LearnRun>>,
+}
+
+/// `mode = "learn"`: the capture threads feed one learner for `[learning] duration` of
+/// packet time; then the learnt policy is written to `state_dir/learnt-policy.toml`
+/// and, with `then = "monitor"`, put in force (`then = "stay"`: written again after
+/// each period, learning goes on).
+#[derive(Debug)]
+struct LearnRun {
+    learner: crate::learn_cmd::SharedLearner,
+    duration_ns: u64,
+    /// Packet time of the period's start (0: no packet yet).
+    started_ns: AtomicU64,
+    then: infrawatch_config::policy::Then,
+    done: AtomicBool,
+    name: String,
+    detectors: infrawatch_config::policy::Detectors,
+}
+
+/// Where a learning agent writes what it learnt.
+pub fn learnt_policy_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("learnt-policy.toml")
 }
 
 /// How often a capture thread saves its baseline.
@@ -178,7 +200,15 @@ impl Judging {
     /// source's saved baseline.
     fn engine(&self, cfg: &EngineConfig, source: &str) -> (Engine, u64) {
         let generation = self.cell.generation();
-        let mut det = Detection::new(self.cell.get(), Arc::clone(&self.ids), None);
+        let mut det = match &self.learning {
+            Some(l) if !l.done.load(Ordering::Acquire) => {
+                let mut d =
+                    Detection::new(None, Arc::clone(&self.ids), Some(Arc::clone(&l.learner)));
+                d.independent.configure(&l.detectors);
+                d
+            }
+            _ => Detection::new(self.cell.get(), Arc::clone(&self.ids), None),
+        };
         if let Some(b) = Baseline::load(&baseline_path(&self.state_dir, source)) {
             b.seed(&mut det);
             tracing::info!(
@@ -202,7 +232,83 @@ impl Judging {
         let p = self.cell.get();
         engine.assets.track_fresh = p.is_some();
         if let Some(d) = engine.detect.as_deref_mut() {
+            if p.is_some() {
+                // Learning (if any) is over once a policy is in force.
+                d.learner = None;
+            }
             d.set_policy(p);
+        }
+    }
+
+    /// A learning run whose period is over: the learnt policy is written and, with
+    /// `then = "monitor"`, put in force. Called about once a second per thread.
+    fn check_learning(&self, engine: &Engine) {
+        let Some(l) = &self.learning else {
+            return;
+        };
+        let now = engine.now.0;
+        if now == 0 || l.done.load(Ordering::Acquire) {
+            return;
+        }
+        let start = match l
+            .started_ns
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => now,
+            Err(s) => s,
+        };
+        if now < start.saturating_add(l.duration_ns) {
+            return;
+        }
+        let stay = l.then == infrawatch_config::policy::Then::Stay;
+        if stay {
+            if l.started_ns
+                .compare_exchange(start, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return;
+            }
+        } else if l.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let opts = crate::learn::LearnOptions {
+            name: l.name.clone(),
+            max_rules: crate::learn_cmd::MAX_RULES,
+            source: format!(
+                "agent {} ({} s of traffic)",
+                self.ids.agent,
+                l.duration_ns / 1_000_000_000
+            ),
+        };
+        let (text, report) = match l.learner.lock() {
+            Ok(learner) => learner.render(&engine.assets, &opts),
+            Err(_) => return,
+        };
+        let path = learnt_policy_path(&self.state_dir);
+        if let Err(e) = crate::statefile::write_atomic(&path, text.as_bytes()) {
+            tracing::error!("writing the learnt policy: {e}");
+            return;
+        }
+        tracing::info!(
+            path = %path.display(),
+            conversations = report.conversations,
+            rules = report.rules,
+            zones = report.zones,
+            assets = report.assets,
+            capped = report.capped,
+            "learning period over: learnt policy written"
+        );
+        if stay {
+            return;
+        }
+        match crate::judge::load(&path, self.cell.next_generation()) {
+            Ok((p, _)) => {
+                tracing::info!(sha256 = %p.policy.sha256, "monitoring with the learnt policy");
+                self.cell.install(p);
+            }
+            Err(errors) => tracing::error!(
+                "the learnt policy does not load; still without a policy:\n{errors}"
+            ),
         }
     }
 
@@ -274,6 +380,7 @@ fn pump(
                     if st.last_publish.elapsed() >= PUBLISH_EVERY {
                         st.last_publish = Instant::now();
                         publish(engine, shared);
+                        judging.check_learning(engine);
                         if st.last_save.elapsed() >= SAVE_EVERY {
                             st.last_save = Instant::now();
                             judging.save(engine, &shared.interface);
@@ -294,6 +401,7 @@ fn pump(
                 if st.last_publish.elapsed() >= PUBLISH_EVERY {
                     st.last_publish = Instant::now();
                     publish(engine, shared);
+                    judging.check_learning(engine);
                     if st.last_save.elapsed() >= SAVE_EVERY {
                         st.last_save = Instant::now();
                         judging.save(engine, &shared.interface);
@@ -402,6 +510,7 @@ fn live_thread(t: LiveThread) -> Engine {
 /// A capture thread's end: open events get their last version, the baseline is saved,
 /// counters are published.
 fn finish_thread(engine: &mut Engine, shared: &SourceShared, judging: &Judging) {
+    judging.check_learning(engine);
     engine.finish();
     judging.deliver(engine, None);
     judging.save(engine, &shared.interface);
@@ -598,6 +707,52 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             }
         },
     };
+    // mode = "learn": learn first, unless an earlier run already learnt and switched.
+    let mut learning = None;
+    let initial = match initial {
+        Some(p) if p.policy.mode == infrawatch_config::policy::Mode::Learn => {
+            let learnt = learnt_policy_path(&cfg.agent.state_dir);
+            let then = p.policy.learning.then;
+            match (then, learnt.exists()) {
+                (infrawatch_config::policy::Then::Monitor, true) => {
+                    match crate::judge::load(&learnt, 0) {
+                        Ok((l, _)) => {
+                            tracing::info!(path = %learnt.display(), "learning finished in an earlier run: monitoring with the learnt policy (set mode = \"monitor\" and point [agent] policy at a reviewed copy)");
+                            Some(l)
+                        }
+                        Err(errors) => {
+                            bail!("{}: invalid learnt policy:\n{errors}", learnt.display())
+                        }
+                    }
+                }
+                _ => {
+                    tracing::info!(
+                        duration_s = p.policy.learning.duration.0.as_secs(),
+                        "mode = learn: learning the site's traffic; site-independent detectors only until it ends"
+                    );
+                    learning = Some(Arc::new(LearnRun {
+                        learner: Arc::new(Mutex::new(crate::learn::Learner::new(
+                            crate::learn_cmd::MAX_CONVERSATIONS,
+                        ))),
+                        duration_ns: p
+                            .policy
+                            .learning
+                            .duration
+                            .0
+                            .as_nanos()
+                            .min(u128::from(u64::MAX)) as u64,
+                        started_ns: AtomicU64::new(0),
+                        then,
+                        done: AtomicBool::new(false),
+                        name: p.policy.name.clone(),
+                        detectors: p.policy.detectors.clone(),
+                    }));
+                    None
+                }
+            }
+        }
+        other => other,
+    };
     let cell = PolicyCell::new(cfg.agent.policy.clone(), initial);
     let boot = boot_id();
     let ids = IdSource::new(&id, &boot);
@@ -610,6 +765,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         sink: Arc::clone(&sink),
         ids: Arc::clone(&ids),
         state_dir: cfg.agent.state_dir.clone(),
+        learning,
     };
     // The supervisor's own event layer (the `capture` detector).
     let mut sup_events = Events::new(Arc::clone(&ids));
