@@ -298,6 +298,7 @@ impl PduSink for L2Ctx<'_> {
                 server_mac: Some(self.dst),
                 proto: cmd.proto(),
                 port: 0,
+                client_port: 0,
                 tcp: true,
             };
             let p = d.policy.clone();
@@ -1240,6 +1241,15 @@ fn ends(key: &FlowKey, f: &Flow) -> (Addr, Addr, u16) {
     }
 }
 
+/// The client's port of a flow.
+fn client_port(key: &FlowKey, f: &Flow) -> u16 {
+    if f.client_is_a {
+        key.a_port
+    } else {
+        key.b_port
+    }
+}
+
 /// A flow's protocol is known: the learner hears of it, the policy judges it.
 fn judge_flow(
     d: &mut Detection,
@@ -1268,7 +1278,10 @@ fn judge_flow(
         server_mac,
         proto: flow.proto,
         port,
-        tcp: key.ip_proto == 6,
+        client_port: client_port(key, flow),
+        // Only a flow seen from its SYN has a known direction; one picked up mid-stream
+        // (or UDP) may match a rule either way round.
+        tcp: flow.noted & NOTE_ATTEMPT != 0,
     };
     flow.rule = d.site.flow(&p, &facts, ts, &mut d.findings);
     flow.rule_gen = p.generation;

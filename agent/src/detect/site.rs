@@ -211,13 +211,21 @@ impl CompiledPolicy {
         }
     }
 
-    /// The first rule allowing a flow, or [`NO_RULE`].
+    /// The first rule allowing a flow, or [`NO_RULE`] (both ways round when the
+    /// direction is a guess).
     pub fn match_flow(&self, f: &FlowFacts) -> u16 {
-        let found = self.match_dir(f.client, f.client_mac, f.server, f.server_mac, f);
+        let found = self.match_dir(f.client, f.client_mac, f.server, f.server_mac, f.port, f);
         if found != NO_RULE || f.tcp {
             return found;
         }
-        self.match_dir(f.server, f.server_mac, f.client, f.client_mac, f)
+        self.match_dir(
+            f.server,
+            f.server_mac,
+            f.client,
+            f.client_mac,
+            f.client_port,
+            f,
+        )
     }
 
     fn match_dir(
@@ -226,13 +234,14 @@ impl CompiledPolicy {
         client_mac: Option<Mac>,
         server: Addr,
         server_mac: Option<Mac>,
+        port: u16,
         f: &FlowFacts,
     ) -> u16 {
         for (i, r) in self.rules.iter().enumerate() {
             if r.proto.is_some_and(|p| p != f.proto) {
                 continue;
             }
-            if !r.ports.is_empty() && !r.ports.contains(&f.port) {
+            if !r.ports.is_empty() && !r.ports.contains(&port) {
                 continue;
             }
             if self.holds(&r.from, client, client_mac) && self.holds(&r.to, server, server_mac) {
@@ -354,6 +363,7 @@ impl crate::learn::Allows for CompiledPolicy {
             server_mac: None,
             proto,
             port,
+            client_port: 0,
             tcp: true,
         };
         let rule = self.match_flow(&facts);
@@ -397,8 +407,11 @@ pub struct FlowFacts {
     pub client_mac: Option<Mac>,
     pub server_mac: Option<Mac>,
     pub proto: Proto,
-    /// Server port (0 without ports).
+    /// Server and client ports (0 without ports).
     pub port: u16,
+    pub client_port: u16,
+    /// The direction is known (a TCP flow seen from its SYN): match client → server
+    /// only. Otherwise (UDP, a TCP flow picked up mid-stream) the other way round too.
     pub tcp: bool,
 }
 
