@@ -1,14 +1,89 @@
 //! Learning: from observed traffic, a policy an operator can review (DESIGN.md,
 //! "Command line": `learn`; "Policy file": `mode = "learn"`).
 //!
-//! STUB: API agreed with the engine; bodies to be written.
+//! # What is observed
+//!
+//! The engine reports each flow once its protocol is decided ([`Learner::conversation`]),
+//! when it ends ([`Learner::flow_end`]) and each request on it ([`Learner::request`]). A
+//! **conversation** is client → server:port of one protocol (the client port is left
+//! out, so reconnections are one conversation). Per conversation the learner keeps first
+//! and last seen, flows, requests, the set of commands, the unit ids (at most
+//! [`MAX_UNITS`]; past that the rule does not restrict them and says so), the Modbus
+//! addresses touched as at most [`MAX_SPANS`] spans per table group (registers: holding
+//! and input registers; coils: coils and discrete inputs; past the bound the two closest
+//! spans are joined, which only widens), and the poll timing: the time spent in
+//! inter-request gaps of each size class (a log histogram with √2 steps). Its time-weighted
+//! median and 95th percentile describe the poll period: a single long outage weighs its
+//! share of time, not of samples, and bursts (several reads every cycle) do not hide the
+//! cycle. A conversation **polls regularly** when it made at least [`MIN_POLLS`] requests,
+//! its 95th-percentile gap is at most twice its median gap, and the requests span at least
+//! [`MIN_PERIODS`] such gaps; then `silence_after` = max(3 × the 95th-percentile gap,
+//! 10 s), rounded up to a human duration (at most a day).
+//!
+//! The table is bounded (`max_conversations`): when it is full, new conversations are
+//! not learnt, and their flows and requests are counted ([`LearnReport::dropped`]). Per
+//! request nothing is allocated once a conversation's sets have grown.
+//!
+//! # What is written
+//!
+//! [`Learner::render`] writes a valid, commented `policy.toml` (DESIGN.md schema) with
+//! `mode = "monitor"`, byte-identical for the same observations:
+//!
+//! - **Zones** from the address plan: one per /24 of a private (RFC 1918), shared
+//!   (100.64/10), link-local or benchmark (198.18/15) IPv4 range with hosts, and one per
+//!   /64 of IPv6 ULA or link-local hosts; named from what its hosts do: `control_…` when
+//!   one serves an ICS protocol, `scada_…` when they only poll ICS servers, `net_…`
+//!   otherwise, then the network (`control_10_10_0`). Public IPv4 and global IPv6 hosts
+//!   get no zone (the site's plan is unknown there): rules name them one by one.
+//! - **Assets**: each unicast host of a learnt conversation (the busiest [`MAX_ASSETS`]),
+//!   named from its role and address (`plc-10-10-0-5`, `hmi-…`, `rtu-…`), with the MAC
+//!   when ARP/NDP/an un-routed packet bound it, and a description from the passive
+//!   identity (vendor, model, firmware, serial) or the OUI.
+//! - **Allow rules**, built in steps:
+//!   1. ICS protocols (those with commands): one rule per conversation, `asset:client →
+//!      asset:server`, the server port, `functions` = exactly the commands seen (always
+//!      listed, `[]` when none), `unit_ids`, `registers`, `coils`, `silence_after`.
+//!   2. Merging: conversations with the same protocol, port and **identical** command set
+//!      whose clients share a zone and whose servers share a zone become one rule when
+//!      there are at least two and every (client, server) pair of the group was seen (no
+//!      pair among the seen hosts is granted that was not observed). A side with one host
+//!      stays `asset:`, a side with several becomes `zone:`. Unit ids and address spans
+//!      are united; `silence_after` is kept only when every member polls regularly (the
+//!      longest). Command sets are never united at this step: rights are not widened.
+//!      Only one merged rule per (from, to, protocol, port); the group with the most
+//!      conversations wins, the others stay per pair.
+//!   3. Other IP protocols (IT: dns, ntp, http…, and icmp, other-tcp…): one rule per zone
+//!      pair (or host, outside zones) and protocol, ports = those seen (none listed past
+//!      [`MAX_PORTS`]), no functions.
+//!   4. Order: most specific first (host → host, then host ↔ zone, then zone → zone), since
+//!      a flow is judged by the first rule it matches. The learner then checks its own
+//!      output: every learnt conversation must meet, as its first matching rule, one that
+//!      grants all its commands, units and addresses; a merged rule that shadows another
+//!      conversation is split back into per-pair rules until that holds.
+//!   5. Cap: past `max_rules`, rules are merged more coarsely, by the buckets that save
+//!      most first: per zone pair, protocol and ports (commands, units, spans united),
+//!      then per zone pair and protocol, then per zone pair (any protocol). If still over,
+//!      the rules standing for the least traffic are left out and counted as uncovered.
+//!      The header and each coarse rule say so ([`LearnReport::capped`]).
+//!
+//! Non-IP link protocols (ARP, LLDP, STP, GOOSE, SV, PROFINET DCP) need no rules:
+//! `[[allow]]` rules judge IP flows. They are not learnt.
+//!
+//! [`Learner::additions`] lists, against an existing policy ([`Allows`]), what the
+//! learnt traffic would add: per-pair rules for conversations it does not allow and for
+//! commands it does not allow, and the hosts it does not know, as TOML lines prefixed
+//! `+ ` (no zones: the old policy's names are not known here).
 
-use crate::asset::Assets;
+use crate::asset::{Asset, AssetKey, Assets, is_unicast_ip};
 use crate::capture::Ts;
-use crate::command::Cmd;
-use crate::decode::Addr;
-use crate::dissect::Pdu;
+use crate::command::{Class, Cmd};
+use crate::decode::{Addr, Mac, fmt_mac};
+use crate::dissect::{AddrRange, AddrSpace, Pdu, PduKind};
 use crate::proto::Proto;
+use infrawatch_config::units::HumanDuration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// What an existing policy already allows (implemented by the compiled policy), so
 /// `learn --policy old.toml` shows only what it would add.
@@ -42,44 +117,1640 @@ pub struct LearnReport {
     pub merged_rules: usize,
     pub zones: usize,
     pub assets: usize,
-    /// Conversations dropped when the table was full.
+    /// Conversations dropped when the table was full (their flows, counted each time
+    /// the engine reported one).
     pub dropped: u64,
     /// The cap was reached and rules were merged further.
     pub capped: bool,
+    /// Flows and requests of the learnt conversations.
+    pub flows: u64,
+    pub requests: u64,
+    /// Requests of conversations not learnt (the table was full).
+    pub dropped_requests: u64,
+    /// Hosts of learnt conversations left without an `[[assets]]` entry (past
+    /// [`MAX_ASSETS`]); rules name them by address.
+    pub hosts_without_asset: usize,
+    /// Conversations no rule covers: the cap left their rules out.
+    pub uncovered: usize,
+}
+
+/// Unit ids kept per conversation; past it the rule does not restrict them.
+pub const MAX_UNITS: usize = 64;
+/// Address spans kept per conversation and table group; past it the closest are joined.
+pub const MAX_SPANS: usize = 8;
+/// Server ports listed in a rule grouping several; past it the rule lists none (any).
+pub const MAX_PORTS: usize = 16;
+/// `[[assets]]` written at most.
+pub const MAX_ASSETS: usize = 1000;
+/// Requests before a conversation can be judged to poll regularly.
+pub const MIN_POLLS: u64 = 10;
+/// A regular poll is seen over at least this many of its periods.
+pub const MIN_PERIODS: u64 = 5;
+/// Floor of a proposed `silence_after`, seconds.
+pub const MIN_SILENCE_SECS: u64 = 10;
+/// Conversations kept by [`Learner::default`].
+pub const DEFAULT_MAX_CONVERSATIONS: usize = 65_536;
+
+/// Proposed `silence_after` values, seconds: the first at least 3 × the poll gap.
+const SILENCE_LADDER: [u64; 21] = [
+    10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 7200, 10_800,
+    21_600, 43_200, 86_400,
+];
+
+/// Size classes of inter-request gaps: class b holds gaps of [2^(b/2), 2^((b+1)/2)) ms.
+const GAP_CLASSES: usize = 64;
+
+/// Protocols that never reach an `[[allow]]` rule: allow rules judge IP flows.
+const LINK_ONLY: [Proto; 7] = [
+    Proto::Arp,
+    Proto::Lldp,
+    Proto::Stp,
+    Proto::Goose,
+    Proto::Sv,
+    Proto::OtherL2,
+    Proto::Malformed,
+];
+
+const CMD_WORDS: usize = Cmd::COUNT.div_ceil(64);
+
+/// A set of commands, a bit per [`Cmd`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CmdSet([u64; CMD_WORDS]);
+
+impl CmdSet {
+    fn insert(&mut self, c: Cmd) {
+        let i = c.index();
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1u64 << (i % 64);
+        }
+    }
+    fn contains(&self, c: Cmd) -> bool {
+        let i = c.index();
+        self.0
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+    fn union(&mut self, o: &CmdSet) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a |= *b;
+        }
+    }
+    fn subset_of(&self, o: &CmdSet) -> bool {
+        self.0.iter().zip(o.0.iter()).all(|(a, b)| a & !b == 0)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    /// In command-table order.
+    fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
+        Cmd::ALL.iter().copied().filter(|c| self.contains(*c))
+    }
+    fn names(&self) -> Vec<&'static str> {
+        self.iter().map(Cmd::name).collect()
+    }
+    /// The most consequential class among the commands.
+    fn top_class(&self) -> Option<Class> {
+        self.iter().map(Cmd::class).max_by_key(|c| class_rank(*c))
+    }
+}
+
+fn class_rank(c: Class) -> u8 {
+    match c {
+        Class::Read | Class::Diagnostic | Class::Other => 0,
+        Class::Write => 1,
+        Class::Control | Class::Config => 2,
+        Class::State | Class::Program => 3,
+    }
+}
+
+/// Inclusive address spans, sorted, disjoint, not adjacent, at most [`MAX_SPANS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Spans(Vec<(u16, u16)>);
+
+impl Spans {
+    fn add(&mut self, first: u16, last: u16) {
+        if self.0.iter().any(|&(a, b)| a <= first && last <= b) {
+            return;
+        }
+        self.0.push((first, last));
+        self.0.sort_unstable();
+        self.0.dedup_by(|next, prev| {
+            if u32::from(next.0) <= u32::from(prev.1) + 1 {
+                prev.1 = prev.1.max(next.1);
+                true
+            } else {
+                false
+            }
+        });
+        while self.0.len() > MAX_SPANS {
+            // Join the two spans with the smallest hole between them (only widens).
+            let Some(i) = self
+                .0
+                .windows(2)
+                .enumerate()
+                .min_by_key(|(_, w)| match w {
+                    [a, b] => u32::from(b.0) - u32::from(a.1),
+                    _ => u32::MAX,
+                })
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let next_last = self.0.get(i + 1).map(|s| s.1);
+            if let (Some(s), Some(l)) = (self.0.get_mut(i), next_last) {
+                s.1 = l;
+            }
+            self.0.remove(i + 1);
+        }
+    }
+    fn add_range(&mut self, r: &AddrRange) {
+        if r.count == 0 {
+            return;
+        }
+        let last = (u32::from(r.start) + u32::from(r.count) - 1).min(u32::from(u16::MAX)) as u16;
+        self.add(r.start, last);
+    }
+    fn union(&mut self, o: &Spans) {
+        for &(a, b) in &o.0 {
+            self.add(a, b);
+        }
+    }
+    fn covers(&self, o: &Spans) -> bool {
+        o.0.iter()
+            .all(|&(f, l)| self.0.iter().any(|&(a, b)| a <= f && l <= b))
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn toml(&self) -> String {
+        let items: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    format!("\"{a}\"")
+                } else {
+                    format!("\"{a}-{b}\"")
+                }
+            })
+            .collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
+/// Unit ids seen, sorted, bounded.
+#[derive(Clone, Debug, Default)]
+struct Units {
+    ids: Vec<u32>,
+    overflow: bool,
+}
+
+impl Units {
+    fn insert(&mut self, u: u32) {
+        if let Err(pos) = self.ids.binary_search(&u) {
+            if self.ids.len() < MAX_UNITS {
+                self.ids.insert(pos, u);
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+}
+
+/// Time (ms, saturating) spent in inter-request gaps of each size class.
+type Gaps = [u32; GAP_CLASSES];
+
+fn gap_class(ms: u64) -> usize {
+    if ms < 1 {
+        return 0;
+    }
+    let k = 63 - u64::from(ms.leading_zeros());
+    let half = u128::from(ms) * u128::from(ms) >= 1u128 << (2 * k + 1);
+    ((2 * k + u64::from(half)) as usize).min(GAP_CLASSES - 1)
+}
+
+/// The upper bound (ms) of a gap class.
+fn class_upper_ms(b: usize) -> u64 {
+    let k = (b / 2) as u32;
+    if b.is_multiple_of(2) {
+        // 2^k · √2, rounded up.
+        ((1u64 << k) as f64 * std::f64::consts::SQRT_2).ceil() as u64
+    } else {
+        1u64 << (k + 1)
+    }
+}
+
+/// The time-weighted quantile `num/den` of the gaps: the gap size below which that
+/// share of the time between requests was spent.
+fn gap_quantile(g: &Gaps, num: u64, den: u64) -> Option<u64> {
+    let total: u64 = g.iter().map(|&x| u64::from(x)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut cum = 0u64;
+    for (b, &x) in g.iter().enumerate() {
+        cum += u64::from(x);
+        if cum * den >= total * num {
+            return Some(class_upper_ms(b));
+        }
+    }
+    None
+}
+
+/// What is known of one conversation.
+#[derive(Clone, Debug)]
+struct Conv {
+    first: Ts,
+    last: Ts,
+    flows: u64,
+    requests: u64,
+    cmds: CmdSet,
+    units: Units,
+    /// Holding + input registers.
+    regs: Spans,
+    /// Coils + discrete inputs.
+    coils: Spans,
+    first_req: Ts,
+    last_req: Option<Ts>,
+    gaps: Option<Box<Gaps>>,
+}
+
+impl Conv {
+    fn new(now: Ts) -> Conv {
+        Conv {
+            first: now,
+            last: now,
+            flows: 0,
+            requests: 0,
+            cmds: CmdSet::default(),
+            units: Units::default(),
+            regs: Spans::default(),
+            coils: Spans::default(),
+            first_req: now,
+            last_req: None,
+            gaps: None,
+        }
+    }
+    fn seen(&mut self, now: Ts) {
+        if now < self.first {
+            self.first = now;
+        }
+        if now > self.last {
+            self.last = now;
+        }
+    }
+    fn range(&mut self, r: &AddrRange) {
+        match r.space {
+            AddrSpace::HoldingRegisters | AddrSpace::InputRegisters => self.regs.add_range(r),
+            AddrSpace::Coils | AddrSpace::DiscreteInputs => self.coils.add_range(r),
+            AddrSpace::FileRecords => {}
+        }
+    }
+    fn request_at(&mut self, now: Ts) {
+        match self.last_req {
+            None => self.first_req = now,
+            Some(prev) if now > prev => {
+                let ms = now.saturating_sub(prev) / 1_000_000;
+                let g = self.gaps.get_or_insert_with(|| Box::new([0; GAP_CLASSES]));
+                if let Some(slot) = g.get_mut(gap_class(ms)) {
+                    *slot = slot.saturating_add(ms.min(u64::from(u32::MAX)) as u32);
+                }
+            }
+            Some(_) => {}
+        }
+        if self.last_req.is_none_or(|p| now > p) {
+            self.last_req = Some(now);
+        }
+    }
+    /// The proposed `silence_after` (seconds) when the conversation polls regularly.
+    fn silence_secs(&self) -> Option<u64> {
+        if self.requests < MIN_POLLS {
+            return None;
+        }
+        let g = self.gaps.as_deref()?;
+        let p50 = gap_quantile(g, 1, 2)?;
+        let p95 = gap_quantile(g, 19, 20)?;
+        if p95 > 2 * p50 {
+            return None;
+        }
+        let span_ms = self.last_req?.saturating_sub(self.first_req) / 1_000_000;
+        if span_ms < MIN_PERIODS * p95 {
+            return None;
+        }
+        let need_ms = (3 * p95).max(MIN_SILENCE_SECS * 1000);
+        SILENCE_LADDER.iter().copied().find(|s| s * 1000 >= need_ms)
+    }
+}
+
+/// A conversation's key: client → server:port of one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    client: Addr,
+    server: Addr,
+    proto: Proto,
+    port: u16,
 }
 
 /// Observations of one learning run, bounded.
-#[derive(Debug, Default)]
-pub struct Learner {}
+#[derive(Debug)]
+pub struct Learner {
+    convs: HashMap<Key, Conv>,
+    max: usize,
+    dropped: u64,
+    dropped_requests: u64,
+    first: Option<Ts>,
+    last: Option<Ts>,
+}
+
+impl Default for Learner {
+    fn default() -> Self {
+        Learner::new(DEFAULT_MAX_CONVERSATIONS)
+    }
+}
 
 impl Learner {
     pub fn new(max_conversations: usize) -> Self {
-        let _ = max_conversations;
-        Learner {}
+        Learner {
+            convs: HashMap::new(),
+            max: max_conversations,
+            dropped: 0,
+            dropped_requests: 0,
+            first: None,
+            last: None,
+        }
     }
 
-    /// A flow of `proto` from `client` to `server:port` was seen (called when its
-    /// protocol is decided, and when it ends).
+    /// Conversations learnt.
+    pub fn len(&self) -> usize {
+        self.convs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.convs.is_empty()
+    }
+
+    /// Flows of conversations not learnt because the table was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// A packet was seen at `now` (optional): widens the period the header reports to
+    /// the whole capture, not only the learnt flows.
+    pub fn observe(&mut self, now: Ts) {
+        if self.first.is_none_or(|f| now < f) {
+            self.first = Some(now);
+        }
+        if self.last.is_none_or(|l| now > l) {
+            self.last = Some(now);
+        }
+    }
+
+    fn entry(&mut self, now: Ts, key: Key) -> Option<&mut Conv> {
+        self.observe(now);
+        if !self.convs.contains_key(&key) {
+            if self.convs.len() >= self.max {
+                return None;
+            }
+            self.convs.insert(key, Conv::new(now));
+        }
+        let c = self.convs.get_mut(&key)?;
+        c.seen(now);
+        Some(c)
+    }
+
+    /// A flow of `proto` from `client` to `server:port` was seen: call it once per flow,
+    /// when its protocol is decided (it counts a flow). Link-layer protocols are ignored.
     pub fn conversation(&mut self, now: Ts, client: Addr, server: Addr, proto: Proto, port: u16) {
-        let _ = (now, client, server, proto, port);
+        if LINK_ONLY.contains(&proto) {
+            return;
+        }
+        let key = Key {
+            client,
+            server,
+            proto,
+            port,
+        };
+        match self.entry(now, key) {
+            Some(c) => c.flows += 1,
+            None => self.dropped += 1,
+        }
+    }
+
+    /// A flow ended (or was last seen) at `now`: updates the conversation's last seen
+    /// without counting a flow.
+    pub fn flow_end(&mut self, now: Ts, client: Addr, server: Addr, proto: Proto, port: u16) {
+        let key = Key {
+            client,
+            server,
+            proto,
+            port,
+        };
+        if let Some(c) = self.convs.get_mut(&key) {
+            c.seen(now);
+            self.observe(now);
+        }
     }
 
     /// A request on a flow: its command, unit, address ranges and time (poll
-    /// intervals).
+    /// intervals). Messages other than requests are ignored.
     pub fn request(&mut self, now: Ts, client: Addr, server: Addr, port: u16, pdu: &Pdu<'_>) {
-        let _ = (now, client, server, port, pdu);
+        let PduKind::Request(cmd) = pdu.kind else {
+            return;
+        };
+        if LINK_ONLY.contains(&pdu.proto) {
+            return;
+        }
+        let key = Key {
+            client,
+            server,
+            proto: pdu.proto,
+            port,
+        };
+        let Some(c) = self.entry(now, key) else {
+            self.dropped_requests += 1;
+            return;
+        };
+        c.requests += 1;
+        c.cmds.insert(cmd);
+        if let Some(u) = pdu.unit {
+            c.units.insert(u);
+        }
+        for r in [pdu.range, pdu.range2].iter().flatten() {
+            c.range(r);
+        }
+        c.request_at(now);
+    }
+
+    /// The learnt conversations, in key order (deterministic).
+    fn sorted(&self) -> Vec<(Key, &Conv)> {
+        let mut v: Vec<(Key, &Conv)> = self.convs.iter().map(|(k, c)| (*k, c)).collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
     }
 
     /// The policy TOML (valid, commented) and what was done.
     pub fn render(&self, assets: &Assets, opts: &LearnOptions) -> (String, LearnReport) {
-        let _ = (assets, opts);
-        (String::new(), LearnReport::default())
+        let all = self.sorted();
+        let mut b = Build::new(&all, &all, assets, true, None);
+        b.rules(opts.max_rules);
+        let report = LearnReport {
+            conversations: all.len(),
+            rules: b.rules.len(),
+            merged_rules: b.rules.iter().filter(|r| r.members.len() > 1).count(),
+            zones: b.zones.len(),
+            assets: b.assets.len(),
+            dropped: self.dropped,
+            capped: b.capped,
+            flows: all.iter().map(|(_, c)| c.flows).sum(),
+            requests: all.iter().map(|(_, c)| c.requests).sum(),
+            dropped_requests: self.dropped_requests,
+            hosts_without_asset: b.hosts_without_asset,
+            uncovered: b.uncovered,
+        };
+        let mut out = String::new();
+        self.header(&mut out, opts, &report, &b);
+        let _ = writeln!(out, "[policy]");
+        let _ = writeln!(out, "name = {}", toml_str(&opts.name));
+        let _ = writeln!(out, "mode = \"monitor\"");
+        b.write_zones(&mut out);
+        b.write_assets(&mut out);
+        b.write_rules(&mut out, opts.max_rules);
+        (out, report)
+    }
+
+    fn header(&self, out: &mut String, opts: &LearnOptions, r: &LearnReport, b: &Build<'_>) {
+        let _ = writeln!(
+            out,
+            "# infrawatch policy learnt by `infrawatch-agent learn`"
+        );
+        let _ = writeln!(out, "# from: {}", comment_text(&opts.source));
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => {
+                let _ = writeln!(
+                    out,
+                    "# traffic seen from {} to {}",
+                    f.rfc3339(),
+                    l.rfc3339()
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "# no traffic was seen");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# {} conversations ({} flows, {} requests) between {} hosts: {} zones, {} assets, {} rules ({} merged)",
+            r.conversations,
+            r.flows,
+            r.requests,
+            b.hosts.len(),
+            r.zones,
+            r.assets,
+            r.rules,
+            r.merged_rules
+        );
+        if r.dropped > 0 || r.dropped_requests > 0 {
+            let _ = writeln!(
+                out,
+                "# WARNING: the conversation table was full ({} kept): {} flows and {} requests of other conversations were not learnt",
+                self.max, r.dropped, r.dropped_requests
+            );
+        }
+        if r.hosts_without_asset > 0 {
+            let _ = writeln!(
+                out,
+                "# {} hosts past the cap of {MAX_ASSETS} assets are named by address",
+                r.hosts_without_asset
+            );
+        }
+        if r.capped {
+            let _ = writeln!(
+                out,
+                "# CAPPED: more than max_rules = {} rules were needed; rules were merged more coarsely (commands united){}",
+                opts.max_rules,
+                if r.uncovered > 0 {
+                    format!(", and {} conversations are left uncovered", r.uncovered)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let _ = writeln!(out, "#");
+        let _ = writeln!(
+            out,
+            "# REVIEW before you use it: it allows exactly what was seen while learning (and,"
+        );
+        let _ = writeln!(
+            out,
+            "# where rules name zones, the same between the other hosts of those zones). With"
+        );
+        let _ = writeln!(
+            out,
+            "# mode = \"monitor\" every flow and command outside it raises an anomaly as soon as it"
+        );
+        let _ = writeln!(
+            out,
+            "# is loaded. Check it with `infrawatch-agent check --policy FILE`."
+        );
+        let _ = writeln!(out);
     }
 
     /// What the learnt traffic would add to `old`: a reviewable text (rules, assets,
     /// commands not allowed yet), empty when nothing.
     pub fn additions(&self, assets: &Assets, old: &dyn Allows, opts: &LearnOptions) -> String {
-        let _ = (assets, old, opts);
-        String::new()
+        let all = self.sorted();
+        let mut missing: BTreeMap<Key, CmdSet> = BTreeMap::new();
+        let mut new_convs = 0usize;
+        let mut new_cmds = 0usize;
+        let mut selected = Vec::new();
+        for (k, c) in &all {
+            if !old.allows(k.client, k.server, k.proto, k.port, None) {
+                new_convs += 1;
+                selected.push((*k, *c));
+                continue;
+            }
+            let mut m = CmdSet::default();
+            for cmd in c.cmds.iter() {
+                if !old.allows(k.client, k.server, k.proto, k.port, Some(cmd)) {
+                    m.insert(cmd);
+                }
+            }
+            if !m.is_empty() {
+                new_cmds += 1;
+                missing.insert(*k, m);
+                selected.push((*k, *c));
+            }
+        }
+        let mut b = Build::new(&selected, &all, assets, false, Some(old));
+        b.missing = missing;
+        b.rules(opts.max_rules);
+        if b.rules.is_empty() && b.assets.is_empty() {
+            return String::new();
+        }
+        let mut body = String::new();
+        b.write_assets(&mut body);
+        b.write_rules(&mut body, opts.max_rules);
+        let mut out = format!(
+            "# learn: {} would add {} rules ({} conversations not allowed, {} with commands not allowed) and {} assets\n",
+            comment_text(&opts.source),
+            b.rules.len(),
+            new_convs,
+            new_cmds,
+            b.assets.len()
+        );
+        for line in body.lines() {
+            if line.is_empty() {
+                out.push_str("+\n");
+            } else {
+                let _ = writeln!(out, "+ {line}");
+            }
+        }
+        out
     }
+}
+
+/// Whether `p` has commands (an ICS protocol decoded to the command).
+fn has_commands(p: Proto) -> bool {
+    Cmd::ALL.iter().any(|c| c.proto() == p)
+}
+
+/// A rule endpoint: one host, or one zone (index into the zones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Ep {
+    Host(Addr),
+    Zone(usize),
+}
+
+/// How a rule came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// One conversation.
+    Pair,
+    /// Conversations with identical commands between two zones (step 2).
+    Merged,
+    /// A non-ICS protocol by zone pair (step 3).
+    Grouped,
+    /// Merged to stay under the cap (step 5), at this stage (1..=3).
+    Coarse(u8),
+}
+
+#[derive(Clone, Debug)]
+struct RuleOut {
+    how: How,
+    from: Ep,
+    to: Ep,
+    proto: Option<Proto>,
+    /// `None`: any port.
+    ports: Option<Vec<u16>>,
+    /// `None`: every command (not listed).
+    functions: Option<CmdSet>,
+    units: Option<Vec<u32>>,
+    regs: Option<Spans>,
+    coils: Option<Spans>,
+    silence: Option<u64>,
+    /// Indices into the conversations.
+    members: Vec<usize>,
+    notes: Vec<String>,
+    name: String,
+}
+
+impl RuleOut {
+    /// 0: host → host … 2: zone → zone; 3 and up: any protocol.
+    fn specificity(&self) -> u8 {
+        let z = |e: Ep| u8::from(matches!(e, Ep::Zone(_)));
+        z(self.from) + z(self.to) + if self.proto.is_none() { 3 } else { 0 }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ZoneOut {
+    name: String,
+    net: Addr,
+    prefix: u8,
+    hosts: usize,
+    ics_server: bool,
+    ics_client: bool,
+}
+
+#[derive(Clone, Debug)]
+struct AssetOut {
+    name: String,
+    ip: Addr,
+    mac: Option<Mac>,
+    description: Option<String>,
+    roles: Vec<String>,
+    first: Ts,
+    last: Ts,
+}
+
+/// What a host did in the learnt conversations.
+#[derive(Clone, Debug, Default)]
+struct HostInfo {
+    served: BTreeSet<Proto>,
+    used: BTreeSet<Proto>,
+    convs: usize,
+    first: Option<Ts>,
+    last: Option<Ts>,
+}
+
+/// The site-local network of an address that zones group by: a /24 of private,
+/// shared, link-local and benchmark IPv4, a /64 of IPv6 ULA and link-local.
+fn site_net(a: Addr) -> Option<(Addr, u8)> {
+    match a.to_ip() {
+        IpAddr::V4(v4) => {
+            let [o0, o1, o2, _] = v4.octets();
+            let local = v4.is_private()
+                || v4.is_link_local()
+                || (o0 == 100 && (o1 & 0xc0) == 64)
+                || (o0 == 198 && (o1 & 0xfe) == 18);
+            local.then(|| (Addr::v4([o0, o1, o2, 0]), 24))
+        }
+        IpAddr::V6(v6) => {
+            let s0 = v6.segments().first().copied().unwrap_or(0);
+            let local = (s0 & 0xfe00) == 0xfc00 || (s0 & 0xffc0) == 0xfe80;
+            if !local {
+                return None;
+            }
+            let mut o = v6.octets();
+            for b in o.iter_mut().skip(8) {
+                *b = 0;
+            }
+            Some((Addr::v6(o), 64))
+        }
+    }
+}
+
+fn net_suffix(net: Addr) -> String {
+    match net.to_ip() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}_{b}_{c}")
+        }
+        IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .take(4)
+            .map(|s| format!("{s:x}"))
+            .collect::<Vec<_>>()
+            .join("_"),
+    }
+}
+
+fn host_cidr(a: Addr) -> String {
+    match a.to_ip() {
+        IpAddr::V4(v4) => format!("{v4}/32"),
+        IpAddr::V6(v6) => format!("{v6}/128"),
+    }
+}
+
+fn addr_dashes(a: Addr) -> String {
+    a.to_ip().to_string().replace(['.', ':'], "-")
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(o, "\\u{:04X}", u32::from(c));
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Text safe inside a `#` comment (one line).
+fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The name prefix of a host from what it did.
+fn role_prefix(h: &HostInfo) -> &'static str {
+    let ics_served: Vec<Proto> = h
+        .served
+        .iter()
+        .copied()
+        .filter(|p| has_commands(*p))
+        .collect();
+    if let Some(p) = ics_served.first() {
+        return match p {
+            Proto::Dnp3 | Proto::Iec104 => "rtu",
+            Proto::Mms => "ied",
+            Proto::Bacnet => "bms",
+            Proto::Mqtt => "broker",
+            _ => "plc",
+        };
+    }
+    if h.used.iter().any(|p| has_commands(*p)) {
+        return "hmi";
+    }
+    if !h.served.is_empty() {
+        return "server";
+    }
+    "host"
+}
+
+fn describe(a: Option<&Asset>) -> Option<String> {
+    let a = a?;
+    let mut parts: Vec<String> = Vec::new();
+    let id = a.identity.as_deref();
+    let vendor = id
+        .and_then(|i| i.vendor.clone())
+        .or_else(|| a.vendor_oui().map(|v| format!("{v} (OUI)")));
+    let head: Vec<String> = [vendor, id.and_then(|i| i.model.clone())]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !head.is_empty() {
+        parts.push(head.join(" "));
+    }
+    if let Some(i) = id {
+        for (label, v) in [
+            ("firmware", &i.firmware),
+            ("serial", &i.serial),
+            ("name", &i.name),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{label} {v}"));
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// One rendering: zones, assets and rules over a set of conversations.
+struct Build<'a> {
+    /// The conversations rules are made for.
+    convs: &'a [(Key, &'a Conv)],
+    zones: Vec<ZoneOut>,
+    zone_of: BTreeMap<Addr, usize>,
+    /// Every host of the learnt conversations (roles name assets consistently).
+    hosts: BTreeMap<Addr, HostInfo>,
+    assets: Vec<AssetOut>,
+    asset_of: BTreeMap<Addr, usize>,
+    hosts_without_asset: usize,
+    rules: Vec<RuleOut>,
+    capped: bool,
+    uncovered: usize,
+    /// Additions: the commands each conversation's current rule does not allow.
+    missing: BTreeMap<Key, CmdSet>,
+}
+
+impl<'a> Build<'a> {
+    /// `convs`: what rules are made for; `all`: every learnt conversation (hosts,
+    /// roles). `zones`: propose zones (else every endpoint is a host). `old`: declare
+    /// only the hosts it does not know.
+    fn new(
+        convs: &'a [(Key, &'a Conv)],
+        all: &[(Key, &Conv)],
+        assets: &Assets,
+        zones: bool,
+        old: Option<&dyn Allows>,
+    ) -> Build<'a> {
+        let mut hosts: BTreeMap<Addr, HostInfo> = BTreeMap::new();
+        for (k, c) in all {
+            for (a, server) in [(k.client, false), (k.server, true)] {
+                if !is_unicast_ip(a) || a == Addr::v4([0, 0, 0, 0]) {
+                    continue;
+                }
+                let h = hosts.entry(a).or_default();
+                if server {
+                    h.served.insert(k.proto);
+                } else {
+                    h.used.insert(k.proto);
+                }
+                h.convs += 1;
+                if h.first.is_none_or(|f| c.first < f) {
+                    h.first = Some(c.first);
+                }
+                if h.last.is_none_or(|l| c.last > l) {
+                    h.last = Some(c.last);
+                }
+            }
+        }
+        let mut b = Build {
+            convs,
+            zones: Vec::new(),
+            zone_of: BTreeMap::new(),
+            hosts,
+            assets: Vec::new(),
+            asset_of: BTreeMap::new(),
+            hosts_without_asset: 0,
+            rules: Vec::new(),
+            capped: false,
+            uncovered: 0,
+            missing: BTreeMap::new(),
+        };
+        if zones {
+            b.plan_zones();
+        }
+        b.plan_assets(assets, old);
+        b
+    }
+
+    fn plan_zones(&mut self) {
+        let mut nets: BTreeMap<Addr, ZoneOut> = BTreeMap::new();
+        for (a, h) in &self.hosts {
+            let Some((net, prefix)) = site_net(*a) else {
+                continue;
+            };
+            let z = nets.entry(net).or_insert_with(|| ZoneOut {
+                name: String::new(),
+                net,
+                prefix,
+                hosts: 0,
+                ics_server: false,
+                ics_client: false,
+            });
+            z.hosts += 1;
+            z.ics_server |= h.served.iter().any(|p| has_commands(*p));
+            z.ics_client |= h.used.iter().any(|p| has_commands(*p));
+        }
+        for (i, (net, mut z)) in nets.into_iter().enumerate() {
+            let role = if z.ics_server {
+                "control"
+            } else if z.ics_client {
+                "scada"
+            } else {
+                "net"
+            };
+            // The network makes the name unique.
+            z.name = format!("{role}_{}", net_suffix(net));
+            self.zone_of.insert(net, i);
+            self.zones.push(z);
+        }
+    }
+
+    fn plan_assets(&mut self, assets: &Assets, old: Option<&dyn Allows>) {
+        let mut by_mac: HashMap<Mac, &Asset> = HashMap::new();
+        let mut by_ip: HashMap<Addr, &Asset> = HashMap::new();
+        for a in assets.iter() {
+            match a.mac {
+                Some(m) => {
+                    by_mac.insert(m, a);
+                }
+                None => {
+                    for ip in a.ips() {
+                        by_ip.insert(*ip, a);
+                    }
+                }
+            }
+        }
+        // The busiest hosts first for the cap, then by address.
+        let mut ranked: Vec<(&Addr, &HostInfo)> = self.hosts.iter().collect();
+        ranked.sort_by(|a, b| b.1.convs.cmp(&a.1.convs).then(a.0.cmp(b.0)));
+        let mut chosen: Vec<AssetOut> = Vec::new();
+        for (ip, h) in ranked {
+            let (mac, asset) = match assets.key_of(*ip) {
+                AssetKey::Mac(m) => (Some(m), by_mac.get(&m).copied()),
+                _ => (None, by_ip.get(ip).copied()),
+            };
+            if old.is_some_and(|o| o.knows_asset(Some(*ip), mac)) {
+                continue;
+            }
+            if chosen.len() >= MAX_ASSETS {
+                self.hosts_without_asset += 1;
+                continue;
+            }
+            let mut roles: Vec<String> = h.served.iter().map(|p| format!("{p}_server")).collect();
+            roles.extend(h.used.iter().map(|p| format!("{p}_client")));
+            chosen.push(AssetOut {
+                name: format!("{}-{}", role_prefix(h), addr_dashes(*ip)),
+                ip: *ip,
+                mac,
+                description: describe(asset),
+                roles,
+                first: asset.map_or(h.first.unwrap_or_default(), |a| a.first),
+                last: asset.map_or(h.last.unwrap_or_default(), |a| a.last),
+            });
+        }
+        chosen.sort_by_key(|a| a.ip);
+        let mut names = BTreeSet::new();
+        for a in &mut chosen {
+            a.name = unique(&mut names, &a.name, "-");
+        }
+        for (i, a) in chosen.iter().enumerate() {
+            self.asset_of.insert(a.ip, i);
+        }
+        self.assets = chosen;
+    }
+
+    /// The zone an address falls in, or the host itself.
+    fn zkey(&self, a: Addr) -> Ep {
+        site_net(a)
+            .and_then(|(n, _)| self.zone_of.get(&n).copied())
+            .map_or(Ep::Host(a), Ep::Zone)
+    }
+
+    fn ep_has(&self, ep: Ep, a: Addr) -> bool {
+        match ep {
+            Ep::Host(h) => h == a,
+            Ep::Zone(_) => self.zkey(a) == ep,
+        }
+    }
+
+    /// The zone of an endpoint (a host outside zones is its own).
+    fn ep_zone(&self, ep: Ep) -> Ep {
+        match ep {
+            Ep::Host(a) => self.zkey(a),
+            z => z,
+        }
+    }
+
+    fn ep_label(&self, ep: Ep) -> String {
+        match ep {
+            Ep::Host(a) => match self.asset_of.get(&a).and_then(|i| self.assets.get(*i)) {
+                Some(x) => x.name.clone(),
+                None => a.to_string(),
+            },
+            Ep::Zone(i) => self
+                .zones
+                .get(i)
+                .map_or_else(|| "?".into(), |z| z.name.clone()),
+        }
+    }
+
+    fn ep_toml(&self, ep: Ep) -> String {
+        match ep {
+            Ep::Host(a) => match self.asset_of.get(&a).and_then(|i| self.assets.get(*i)) {
+                Some(x) => format!("asset:{}", x.name),
+                None => host_cidr(a),
+            },
+            Ep::Zone(i) => format!(
+                "zone:{}",
+                self.zones.get(i).map_or("?", |z| z.name.as_str())
+            ),
+        }
+    }
+
+    fn conv(&self, i: usize) -> Option<(Key, &'a Conv)> {
+        self.convs.get(i).copied()
+    }
+
+    /// A rule standing for `members`, its fields united from theirs.
+    fn make(
+        &self,
+        how: How,
+        from: Ep,
+        to: Ep,
+        proto: Option<Proto>,
+        members: Vec<usize>,
+    ) -> RuleOut {
+        let mut ports = BTreeSet::new();
+        let mut any_port = false;
+        let mut cmds = CmdSet::default();
+        let mut units = BTreeSet::new();
+        let mut units_any = false;
+        let mut regs = Spans::default();
+        let mut coils = Spans::default();
+        let mut silence = Some(0u64);
+        let mut notes = Vec::new();
+        for (k, c) in members.iter().filter_map(|i| self.conv(*i)) {
+            if k.port == 0 {
+                any_port = true;
+            } else {
+                ports.insert(k.port);
+            }
+            cmds.union(&c.cmds);
+            units_any |= c.units.overflow;
+            units.extend(c.units.ids.iter().copied());
+            regs.union(&c.regs);
+            coils.union(&c.coils);
+            silence = match (silence, c.silence_secs()) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        let ports = if any_port {
+            None
+        } else if ports.len() > MAX_PORTS {
+            notes.push(format!(
+                "{} server ports seen (more than {MAX_PORTS}): ports are not restricted",
+                ports.len()
+            ));
+            None
+        } else {
+            Some(ports.into_iter().collect())
+        };
+        let functions = match proto {
+            Some(p) if has_commands(p) => Some(cmds),
+            _ => None,
+        };
+        let units = if proto.is_none() || units.is_empty() {
+            None
+        } else if units_any || units.len() > MAX_UNITS {
+            notes.push(format!(
+                "more than {MAX_UNITS} unit ids seen: unit ids are not restricted"
+            ));
+            None
+        } else {
+            Some(units.into_iter().collect())
+        };
+        let spans = |s: Spans| (proto.is_some() && !s.is_empty()).then_some(s);
+        RuleOut {
+            how,
+            from,
+            to,
+            proto,
+            ports,
+            silence: if functions.is_some() && !members.is_empty() {
+                silence
+            } else {
+                None
+            },
+            functions,
+            units,
+            regs: spans(regs),
+            coils: spans(coils),
+            members,
+            notes,
+            name: String::new(),
+        }
+    }
+
+    fn pair(&self, i: usize) -> Option<RuleOut> {
+        let (k, _) = self.conv(i)?;
+        Some(self.make(
+            How::Pair,
+            Ep::Host(k.client),
+            Ep::Host(k.server),
+            Some(k.proto),
+            vec![i],
+        ))
+    }
+
+    /// Steps 1–5 of the module documentation.
+    fn rules(&mut self, max_rules: usize) {
+        type IcsKey = (Proto, u16, Ep, Ep, CmdSet);
+        let mut ics: BTreeMap<IcsKey, Vec<usize>> = BTreeMap::new();
+        let mut other: BTreeMap<(Proto, Ep, Ep), Vec<usize>> = BTreeMap::new();
+        for (i, (k, c)) in self.convs.iter().enumerate() {
+            let (zc, zs) = (self.zkey(k.client), self.zkey(k.server));
+            if has_commands(k.proto) {
+                ics.entry((k.proto, k.port, zc, zs, c.cmds))
+                    .or_default()
+                    .push(i);
+            } else {
+                other.entry((k.proto, zc, zs)).or_default().push(i);
+            }
+        }
+        let mut rules = Vec::new();
+        // Step 2: merge candidates, at most one per (from, to, protocol, port).
+        /// (conversations, requests, commands, members) of the best merge candidate.
+        type Cand = (usize, u64, usize, Vec<usize>);
+        let mut best: BTreeMap<(Ep, Ep, Proto, u16), Cand> = BTreeMap::new();
+        for ((proto, port, zc, zs, cmds), members) in &ics {
+            let clients: BTreeSet<Addr> = members
+                .iter()
+                .filter_map(|i| self.conv(*i))
+                .map(|(k, _)| k.client)
+                .collect();
+            let servers: BTreeSet<Addr> = members
+                .iter()
+                .filter_map(|i| self.conv(*i))
+                .map(|(k, _)| k.server)
+                .collect();
+            let complete = members.len() == clients.len() * servers.len();
+            let side = |set: &BTreeSet<Addr>, z: Ep| match (set.len(), set.first()) {
+                (1, Some(a)) => Ep::Host(*a),
+                _ => z,
+            };
+            if members.len() < 2 || !complete {
+                rules.extend(members.iter().filter_map(|i| self.pair(*i)));
+                continue;
+            }
+            let from = side(&clients, *zc);
+            let to = side(&servers, *zs);
+            let requests: u64 = members
+                .iter()
+                .filter_map(|i| self.conv(*i))
+                .map(|(_, c)| c.requests)
+                .sum();
+            let n_cmds = cmds.iter().count();
+            let cand = (members.len(), requests, n_cmds, members.clone());
+            match best.get_mut(&(from, to, *proto, *port)) {
+                Some(cur) => {
+                    // Most conversations, then most requests, then fewest commands.
+                    let better = (cand.0, cand.1, std::cmp::Reverse(cand.2))
+                        > (cur.0, cur.1, std::cmp::Reverse(cur.2));
+                    let loser = if better {
+                        std::mem::replace(cur, cand).3
+                    } else {
+                        cand.3
+                    };
+                    rules.extend(loser.iter().filter_map(|i| self.pair(*i)));
+                }
+                None => {
+                    best.insert((from, to, *proto, *port), cand);
+                }
+            }
+        }
+        for ((from, to, proto, _), (_, _, _, members)) in best {
+            rules.push(self.make(How::Merged, from, to, Some(proto), members));
+        }
+        // Step 3: other protocols by zone pair.
+        for ((proto, zc, zs), members) in other {
+            rules.push(self.make(How::Grouped, zc, zs, Some(proto), members));
+        }
+        self.rules = rules;
+        // Step 4: order, then split merged rules that shadow another conversation.
+        loop {
+            self.sort_rules();
+            let bad = self.shadowing();
+            if bad.is_empty() {
+                break;
+            }
+            let mut kept = Vec::with_capacity(self.rules.len());
+            for (i, r) in std::mem::take(&mut self.rules).into_iter().enumerate() {
+                if bad.contains(&i) {
+                    kept.extend(r.members.iter().filter_map(|m| self.pair(*m)));
+                } else {
+                    kept.push(r);
+                }
+            }
+            self.rules = kept;
+        }
+        // Step 5: the cap.
+        for stage in 1..=3u8 {
+            if self.rules.len() <= max_rules {
+                break;
+            }
+            self.capped = true;
+            self.coarsen(stage, max_rules);
+            self.sort_rules();
+        }
+        if self.rules.len() > max_rules {
+            self.capped = true;
+            let mut order: Vec<(u64, usize)> = self
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let w: u64 = r
+                        .members
+                        .iter()
+                        .filter_map(|m| self.conv(*m))
+                        .map(|(_, c)| c.flows + c.requests)
+                        .sum();
+                    (w, i)
+                })
+                .collect();
+            order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let keep: BTreeSet<usize> = order.iter().take(max_rules).map(|(_, i)| *i).collect();
+            let mut kept = Vec::new();
+            for (i, r) in std::mem::take(&mut self.rules).into_iter().enumerate() {
+                if keep.contains(&i) {
+                    kept.push(r);
+                }
+            }
+            self.rules = kept;
+        }
+        self.name_rules();
+        self.uncovered = self.check();
+    }
+
+    fn sort_rules(&mut self) {
+        let mut rules = std::mem::take(&mut self.rules);
+        rules.sort_by(|a, b| {
+            (
+                a.specificity(),
+                a.proto.is_none(),
+                a.proto,
+                a.from,
+                a.to,
+                &a.ports,
+                a.functions,
+            )
+                .cmp(&(
+                    b.specificity(),
+                    b.proto.is_none(),
+                    b.proto,
+                    b.from,
+                    b.to,
+                    &b.ports,
+                    b.functions,
+                ))
+        });
+        self.rules = rules;
+    }
+
+    fn matches(&self, r: &RuleOut, k: &Key) -> bool {
+        self.ep_has(r.from, k.client)
+            && self.ep_has(r.to, k.server)
+            && r.proto.is_none_or(|p| p == k.proto)
+            && r.ports.as_ref().is_none_or(|ps| ps.contains(&k.port))
+    }
+
+    fn grants(r: &RuleOut, c: &Conv) -> bool {
+        r.functions.is_none_or(|f| c.cmds.subset_of(&f))
+            && r.units.as_ref().is_none_or(|u| {
+                !c.units.overflow && c.units.ids.iter().all(|x| u.binary_search(x).is_ok())
+            })
+            && r.regs.as_ref().is_none_or(|s| s.covers(&c.regs))
+            && r.coils.as_ref().is_none_or(|s| s.covers(&c.coils))
+    }
+
+    /// The first rule a conversation meets.
+    fn first_match(&self, k: &Key) -> Option<usize> {
+        self.rules.iter().position(|r| self.matches(r, k))
+    }
+
+    /// Merged rules that are the first match of a conversation they do not grant.
+    fn shadowing(&self) -> BTreeSet<usize> {
+        let mut bad = BTreeSet::new();
+        for (k, c) in self.convs {
+            if let Some(i) = self.first_match(k)
+                && let Some(r) = self.rules.get(i)
+                && r.how == How::Merged
+                && !Self::grants(r, c)
+            {
+                bad.insert(i);
+            }
+        }
+        bad
+    }
+
+    /// Conversations whose first matching rule does not allow them (0 unless the cap
+    /// left rules out).
+    fn check(&self) -> usize {
+        self.convs
+            .iter()
+            .filter(|(k, c)| {
+                self.first_match(k)
+                    .and_then(|i| self.rules.get(i))
+                    .is_none_or(|r| !Self::grants(r, c))
+            })
+            .count()
+    }
+
+    /// Merges rules by bucket (stage 1: zone pair, protocol, ports; 2: zone pair and
+    /// protocol; 3: zone pair), the buckets that save most first, until under the cap.
+    fn coarsen(&mut self, stage: u8, max_rules: usize) {
+        type Bucket = (Ep, Ep, Option<Proto>, Option<Vec<u16>>);
+        let mut buckets: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = (
+                self.ep_zone(r.from),
+                self.ep_zone(r.to),
+                if stage >= 3 { None } else { r.proto },
+                if stage >= 2 { None } else { r.ports.clone() },
+            );
+            buckets.entry(key).or_default().push(i);
+        }
+        let mut order: Vec<(Bucket, Vec<usize>)> =
+            buckets.into_iter().filter(|(_, v)| v.len() > 1).collect();
+        // Stable: the largest savings first, then bucket order.
+        order.sort_by_key(|b| std::cmp::Reverse(b.1.len()));
+        let mut count = self.rules.len();
+        let mut gone = BTreeSet::new();
+        let mut added = Vec::new();
+        for ((from, to, proto, _), idx) in order {
+            if count <= max_rules {
+                break;
+            }
+            let members: Vec<usize> = idx
+                .iter()
+                .filter_map(|i| self.rules.get(*i))
+                .flat_map(|r| r.members.iter().copied())
+                .collect();
+            let mut r = self.make(How::Coarse(stage), from, to, proto, members);
+            r.members.sort_unstable();
+            count = count + 1 - idx.len();
+            gone.extend(idx);
+            added.push(r);
+        }
+        let mut kept: Vec<RuleOut> = std::mem::take(&mut self.rules)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !gone.contains(i))
+            .map(|(_, r)| r)
+            .collect();
+        kept.extend(added);
+        self.rules = kept;
+    }
+
+    fn name_rules(&mut self) {
+        let mut names = BTreeSet::new();
+        let mut out = std::mem::take(&mut self.rules);
+        for r in &mut out {
+            let from = self.ep_label(r.from);
+            let to = self.ep_label(r.to);
+            let base = match (r.proto, r.functions) {
+                (None, _) => format!("{from} to {to} (any protocol)"),
+                (Some(p), None) => format!("{from} to {to} ({p})"),
+                (Some(p), Some(f)) => {
+                    let verb = match f.top_class().map(class_rank) {
+                        None => "connects to",
+                        Some(0) if r.silence.is_some() => "polls",
+                        Some(0) => "reads",
+                        Some(1) => "writes to",
+                        Some(2) => "controls",
+                        Some(_) => "operates",
+                    };
+                    format!("{from} {verb} {to} ({p})")
+                }
+            };
+            r.name = unique(&mut names, &base, " ");
+        }
+        self.rules = out;
+    }
+
+    fn write_zones(&self, out: &mut String) {
+        if self.zones.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "# Zones from the address plan: one per /24 of private IPv4 (or /64 of IPv6 ULA and"
+        );
+        let _ = writeln!(
+            out,
+            "# link-local) with hosts, named control_ (hosts serve an ICS protocol), scada_ (hosts"
+        );
+        let _ = writeln!(
+            out,
+            "# only poll ICS servers) or net_. Public addresses get no zone: rules name them."
+        );
+        let _ = writeln!(out, "[zones]");
+        for z in &self.zones {
+            let what = match (z.ics_server, z.ics_client) {
+                (true, true) => ": ICS servers and clients",
+                (true, false) => ": ICS servers",
+                (false, true) => ": ICS clients",
+                (false, false) => "",
+            };
+            let _ = writeln!(
+                out,
+                "{} = [\"{}/{}\"]  # {}{what}",
+                z.name,
+                z.net.to_ip(),
+                z.prefix,
+                plural(z.hosts as u64, "host", "hosts")
+            );
+        }
+    }
+
+    fn write_assets(&self, out: &mut String) {
+        if self.assets.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "# Assets: the hosts of the learnt conversations (at most {MAX_ASSETS}), named from"
+        );
+        let _ = writeln!(
+            out,
+            "# their role and address; mac only where ARP/NDP or an un-routed packet bound it."
+        );
+        for a in &self.assets {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "# {}; seen {} to {}",
+                a.roles.join(", "),
+                a.first.rfc3339(),
+                a.last.rfc3339()
+            );
+            let _ = writeln!(out, "[[assets]]");
+            let _ = writeln!(out, "name = {}", toml_str(&a.name));
+            let _ = writeln!(out, "ip = \"{}\"", a.ip.to_ip());
+            if let Some(m) = a.mac {
+                let _ = writeln!(out, "mac = \"{}\"", fmt_mac(&m));
+            }
+            if let Some(d) = &a.description {
+                let _ = writeln!(out, "description = {}", toml_str(d));
+            }
+        }
+    }
+
+    fn write_rules(&self, out: &mut String, max_rules: usize) {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "# Allow rules, most specific first: a flow is judged by the first rule it matches."
+        );
+        let _ = writeln!(
+            out,
+            "# ARP, LLDP, STP, GOOSE, SV and PROFINET DCP need no rules: allow rules judge IP flows."
+        );
+        for r in &self.rules {
+            let _ = writeln!(out);
+            self.write_rule(out, r, max_rules);
+        }
+    }
+
+    fn write_rule(&self, out: &mut String, r: &RuleOut, max_rules: usize) {
+        let ms: Vec<(Key, &Conv)> = r.members.iter().filter_map(|i| self.conv(*i)).collect();
+        let flows: u64 = ms.iter().map(|(_, c)| c.flows).sum();
+        let requests: u64 = ms.iter().map(|(_, c)| c.requests).sum();
+        let first = ms.iter().map(|(_, c)| c.first).min().unwrap_or_default();
+        let last = ms.iter().map(|(_, c)| c.last).max().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# {}, {}, {}; seen {} to {}",
+            plural(ms.len() as u64, "conversation", "conversations"),
+            plural(flows, "flow", "flows"),
+            plural(requests, "request", "requests"),
+            first.rfc3339(),
+            last.rfc3339()
+        );
+        match r.how {
+            How::Pair => {}
+            How::Merged => {
+                let clients: BTreeSet<Addr> = ms.iter().map(|(k, _)| k.client).collect();
+                let servers: BTreeSet<Addr> = ms.iter().map(|(k, _)| k.server).collect();
+                let _ = writeln!(
+                    out,
+                    "# merged: {} x {} with the same commands, every pair seen",
+                    plural(clients.len() as u64, "client", "clients"),
+                    plural(servers.len() as u64, "server", "servers"),
+                );
+            }
+            How::Grouped => {
+                let _ = writeln!(out, "# by zone pair and protocol");
+            }
+            How::Coarse(stage) => {
+                let by = match stage {
+                    1 => "zone pair, protocol and ports",
+                    2 => "zone pair and protocol",
+                    _ => "zone pair (any protocol)",
+                };
+                let _ = writeln!(
+                    out,
+                    "# CAPPED (max_rules = {max_rules}): merged by {by}; commands, units and addresses united"
+                );
+            }
+        }
+        if ms.len() > 1 {
+            for (k, _) in ms.iter().take(6) {
+                let _ = writeln!(out, "#   {}", conv_label(k));
+            }
+            if ms.len() > 6 {
+                let _ = writeln!(out, "#   … and {} more", ms.len() - 6);
+            }
+        }
+        for (k, _) in &ms {
+            if let Some(m) = self.missing.get(k) {
+                let _ = writeln!(
+                    out,
+                    "# not allowed yet by the rule this flow matches: {} (add them to that rule, or put this rule before it)",
+                    m.names().join(", ")
+                );
+            }
+        }
+        for n in &r.notes {
+            let _ = writeln!(out, "# {n}");
+        }
+        if r.functions.is_some_and(|f| f.is_empty()) {
+            let _ = writeln!(out, "# no command was seen: none is allowed");
+        }
+        let _ = writeln!(out, "[[allow]]");
+        let _ = writeln!(out, "name = {}", toml_str(&r.name));
+        let _ = writeln!(out, "from = {}", toml_str(&self.ep_toml(r.from)));
+        let _ = writeln!(out, "to = {}", toml_str(&self.ep_toml(r.to)));
+        if let Some(p) = r.proto {
+            let _ = writeln!(out, "protocol = \"{p}\"");
+        }
+        if let Some(ps) = &r.ports {
+            let list: Vec<String> = ps.iter().map(u16::to_string).collect();
+            let _ = writeln!(out, "ports = [{}]", list.join(", "));
+        }
+        if let Some(f) = &r.functions {
+            let list: Vec<String> = f.names().iter().map(|n| format!("\"{n}\"")).collect();
+            let _ = writeln!(out, "functions = [{}]", list.join(", "));
+        }
+        if let Some(u) = &r.units {
+            let list: Vec<String> = u.iter().map(u32::to_string).collect();
+            let _ = writeln!(out, "unit_ids = [{}]", list.join(", "));
+        }
+        if let Some(s) = &r.regs {
+            let _ = writeln!(out, "registers = {}", s.toml());
+        }
+        if let Some(s) = &r.coils {
+            let _ = writeln!(out, "coils = {}", s.toml());
+        }
+        if let Some(s) = r.silence {
+            let _ = writeln!(out, "silence_after = \"{}\"", HumanDuration::secs(s));
+        }
+    }
+}
+
+fn conv_label(k: &Key) -> String {
+    match k.server.to_ip() {
+        IpAddr::V6(v6) => format!("{} -> [{v6}]:{} {}", k.client, k.port, k.proto),
+        IpAddr::V4(v4) => format!("{} -> {v4}:{} {}", k.client, k.port, k.proto),
+    }
+}
+
+/// `base`, or `base{sep}2`, `base{sep}3`… whichever is free; records it.
+fn unique(names: &mut BTreeSet<String>, base: &str, sep: &str) -> String {
+    let mut n = 1u32;
+    let mut name = base.to_string();
+    while names.contains(&name) {
+        n += 1;
+        name = format!("{base}{sep}{n}");
+    }
+    names.insert(name.clone());
+    name
 }
