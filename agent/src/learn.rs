@@ -13,10 +13,11 @@
 //! and input registers; coils: coils and discrete inputs; past the bound the two closest
 //! spans are joined, which only widens), and the poll timing: the time spent in
 //! inter-request gaps of each size class (a log histogram with √2 steps). Its time-weighted
-//! median and 95th percentile describe the poll period: a single long outage weighs its
-//! share of time, not of samples, and bursts (several reads every cycle) do not hide the
-//! cycle. A conversation **polls regularly** when it made at least [`MIN_POLLS`] requests,
-//! its 95th-percentile gap is at most twice its median gap, and the requests span at least
+//! quantiles describe the poll period: a single long outage weighs its share of time, not
+//! of samples, and bursts (several reads every cycle) do not hide the cycle. A
+//! conversation **polls regularly** when it made at least [`MIN_POLLS`] requests, at
+//! least 80 % of the time between its requests was spent in gaps within a factor 2 of its
+//! 95th-percentile gap (time-weighted p95 ≤ 2 × p20), and the requests span at least
 //! [`MIN_PERIODS`] such gaps; then `silence_after` = max(3 × the 95th-percentile gap,
 //! 10 s), rounded up to a human duration (at most a day).
 //!
@@ -428,9 +429,9 @@ impl Conv {
             return None;
         }
         let g = self.gaps.as_deref()?;
-        let p50 = gap_quantile(g, 1, 2)?;
+        let p20 = gap_quantile(g, 1, 5)?;
         let p95 = gap_quantile(g, 19, 20)?;
-        if p95 > 2 * p50 {
+        if p95 > 2 * p20 {
             return None;
         }
         let span_ms = self.last_req?.saturating_sub(self.first_req) / 1_000_000;
@@ -639,14 +640,14 @@ impl Learner {
         }
         let _ = writeln!(
             out,
-            "# {} conversations ({} flows, {} requests) between {} hosts: {} zones, {} assets, {} rules ({} merged)",
-            r.conversations,
-            r.flows,
-            r.requests,
-            b.hosts.len(),
-            r.zones,
-            r.assets,
-            r.rules,
+            "# {} ({}, {}) between {}: {}, {}, {} ({} merged)",
+            plural(r.conversations as u64, "conversation", "conversations"),
+            plural(r.flows, "flow", "flows"),
+            plural(r.requests, "request", "requests"),
+            plural(b.hosts.len() as u64, "host", "hosts"),
+            plural(r.zones as u64, "zone", "zones"),
+            plural(r.assets as u64, "asset", "assets"),
+            plural(r.rules as u64, "rule", "rules"),
             r.merged_rules
         );
         if r.dropped > 0 || r.dropped_requests > 0 {
@@ -1753,4 +1754,886 @@ fn unique(names: &mut BTreeSet<String>, base: &str, sep: &str) -> String {
     }
     names.insert(name.clone());
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dissect::{Identity, PduSink, Side, Violation};
+    use infrawatch_config::policy::Cidr;
+    use std::collections::HashSet;
+
+    const HMI: [u8; 4] = [10, 20, 0, 10];
+    const PLCS: [[u8; 4]; 3] = [[10, 10, 0, 5], [10, 10, 0, 6], [10, 10, 0, 7]];
+
+    fn ip(a: [u8; 4]) -> Addr {
+        Addr::v4(a)
+    }
+
+    fn opts(max_rules: usize) -> LearnOptions {
+        LearnOptions {
+            name: "site-test".into(),
+            max_rules,
+            source: "test: synthetic traffic".into(),
+        }
+    }
+
+    fn modbus(cmd: Cmd, unit: u32, space: AddrSpace, start: u16, count: u16) -> Pdu<'static> {
+        let mut p = Pdu::new(Proto::Modbus, PduKind::Request(cmd));
+        p.unit = Some(unit);
+        p.range = Some(AddrRange {
+            space,
+            start,
+            count,
+        });
+        p
+    }
+
+    fn rhr() -> Pdu<'static> {
+        modbus(
+            Cmd::ModbusReadHoldingRegisters,
+            1,
+            AddrSpace::HoldingRegisters,
+            0,
+            10,
+        )
+    }
+
+    /// `client` polls `server` with `pdu` every `period_ms` from `start` s, `n` times.
+    fn poll(
+        l: &mut Learner,
+        client: Addr,
+        server: Addr,
+        pdu: &Pdu<'_>,
+        start: u64,
+        period_ms: u64,
+        n: u64,
+    ) {
+        l.conversation(Ts::from_secs(start), client, server, pdu.proto, 502);
+        for i in 0..n {
+            let t = Ts::from_secs(start).add_nanos(i * period_ms * 1_000_000);
+            l.request(t, client, server, 502, pdu);
+        }
+    }
+
+    /// The asset table as the engine would fill it for these hosts.
+    fn assets_for(servers: &[Addr], clients: &[Addr], proto: Proto) -> Assets {
+        let mut t = Assets::new(1000);
+        for s in servers {
+            for c in clients {
+                t.endpoint(*c, None, None, Ts::from_secs(1));
+                t.endpoint(*s, None, None, Ts::from_secs(1));
+                t.roles(*s, *c, proto, Ts::from_secs(1));
+            }
+        }
+        t
+    }
+
+    /// A policy read back from the rendered TOML, judging flows as the agent will (the
+    /// first rule whose from/to/protocol/ports fit), for tests and as a fake old policy.
+    #[derive(Debug, Default)]
+    struct TomlPolicy {
+        zones: HashMap<String, Vec<Cidr>>,
+        assets: Vec<(String, IpAddr, Option<String>)>,
+        rules: Vec<toml::Table>,
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let prefix = if p.is_empty() {
+            if addr.is_ipv4() { 32 } else { 128 }
+        } else {
+            p.parse().unwrap()
+        };
+        Cidr { addr, prefix }
+    }
+
+    impl TomlPolicy {
+        /// Parses and checks: valid TOML, `[policy]`, unique names, every reference
+        /// resolved.
+        fn parse(text: &str) -> TomlPolicy {
+            let v: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let pol = v["policy"].as_table().unwrap();
+            assert_eq!(pol["mode"].as_str(), Some("monitor"));
+            assert!(pol["name"].as_str().is_some());
+            let mut p = TomlPolicy::default();
+            if let Some(z) = v.get("zones").and_then(|z| z.as_table()) {
+                for (name, nets) in z {
+                    assert!(
+                        name.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    );
+                    let nets = nets.as_array().unwrap();
+                    p.zones.insert(
+                        name.clone(),
+                        nets.iter().map(|n| cidr(n.as_str().unwrap())).collect(),
+                    );
+                }
+            }
+            let mut names = HashSet::new();
+            for a in v
+                .get("assets")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let name = a["name"].as_str().unwrap().to_string();
+                assert!(names.insert(name.clone()), "duplicate asset {name}");
+                let ip: IpAddr = a["ip"].as_str().unwrap().parse().unwrap();
+                let mac = a.get("mac").and_then(|m| m.as_str()).map(String::from);
+                p.assets.push((name, ip, mac));
+            }
+            let mut rule_names = HashSet::new();
+            for r in v
+                .get("allow")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_table().unwrap().clone();
+                let name = r["name"].as_str().unwrap().to_string();
+                assert!(rule_names.insert(name.clone()), "duplicate rule {name}");
+                for side in ["from", "to"] {
+                    let ep = r[side].as_str().unwrap();
+                    if let Some(z) = ep.strip_prefix("zone:") {
+                        assert!(p.zones.contains_key(z), "{name}: no zone {z}");
+                    } else if let Some(a) = ep.strip_prefix("asset:") {
+                        assert!(p.assets.iter().any(|x| x.0 == a), "{name}: no asset {a}");
+                    } else if ep != "any" {
+                        cidr(ep);
+                    }
+                }
+                if let Some(proto) = r.get("protocol").and_then(|p| p.as_str()) {
+                    let proto = Proto::from_name(proto).unwrap();
+                    for f in r
+                        .get("functions")
+                        .and_then(|f| f.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        assert!(Cmd::find(proto, f.as_str().unwrap()).is_some(), "{f}");
+                    }
+                }
+                if let Some(s) = r.get("silence_after").and_then(|s| s.as_str()) {
+                    infrawatch_config::units::parse_duration(s).unwrap();
+                }
+                p.rules.push(r);
+            }
+            p
+        }
+
+        fn has(&self, ep: &str, a: Addr) -> bool {
+            let a = a.to_ip();
+            if ep == "any" {
+                true
+            } else if let Some(z) = ep.strip_prefix("zone:") {
+                self.zones[z].iter().any(|c| c.contains(a))
+            } else if let Some(n) = ep.strip_prefix("asset:") {
+                self.assets.iter().any(|x| x.0 == n && x.1 == a)
+            } else {
+                cidr(ep).contains(a)
+            }
+        }
+
+        fn first(&self, c: Addr, s: Addr, proto: Proto, port: u16) -> Option<&toml::Table> {
+            self.rules.iter().find(|r| {
+                self.has(r["from"].as_str().unwrap(), c)
+                    && self.has(r["to"].as_str().unwrap(), s)
+                    && r.get("protocol")
+                        .is_none_or(|p| p.as_str() == Some(proto.name()))
+                    && r.get("ports").is_none_or(|ps| {
+                        ps.as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|x| x.as_integer() == Some(i64::from(port)))
+                    })
+            })
+        }
+    }
+
+    impl Allows for TomlPolicy {
+        fn allows(&self, c: Addr, s: Addr, proto: Proto, port: u16, cmd: Option<Cmd>) -> bool {
+            let Some(r) = self.first(c, s, proto, port) else {
+                return false;
+            };
+            match (cmd, r.get("functions")) {
+                (Some(cmd), Some(f)) => f
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x.as_str() == Some(cmd.name())),
+                _ => true,
+            }
+        }
+        fn knows_asset(&self, ip: Option<Addr>, mac: Option<Mac>) -> bool {
+            self.assets.iter().any(|(_, a, m)| {
+                ip.is_some_and(|ip| ip.to_ip() == *a)
+                    || (mac.is_some() && m.as_deref() == mac.as_ref().map(fmt_mac).as_deref())
+            })
+        }
+    }
+
+    /// Every learnt conversation and command is allowed by the rendered policy.
+    fn assert_covers(l: &Learner, p: &TomlPolicy) {
+        for (k, c) in l.sorted() {
+            assert!(p.allows(k.client, k.server, k.proto, k.port, None), "{k:?}");
+            for cmd in c.cmds.iter() {
+                assert!(
+                    p.allows(k.client, k.server, k.proto, k.port, Some(cmd)),
+                    "{k:?} {cmd:?}"
+                );
+            }
+        }
+    }
+
+    fn allow_rules(p: &TomlPolicy, proto: &str) -> Vec<toml::Table> {
+        p.rules
+            .iter()
+            .filter(|r| r.get("protocol").and_then(|x| x.as_str()) == Some(proto))
+            .cloned()
+            .collect()
+    }
+
+    fn strs(v: &toml::Value) -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn hmi_polls_plcs() -> Learner {
+        let mut l = Learner::new(100);
+        for (i, plc) in PLCS.iter().enumerate() {
+            poll(&mut l, ip(HMI), ip(*plc), &rhr(), 1000 + i as u64, 1000, 60);
+        }
+        l
+    }
+
+    #[test]
+    fn hmi_polling_three_plcs_is_one_merged_zone_rule() {
+        let l = hmi_polls_plcs();
+        let plcs: Vec<Addr> = PLCS.iter().map(|p| ip(*p)).collect();
+        let mut assets = assets_for(&plcs, &[ip(HMI)], Proto::Modbus);
+        let mac = [0x00, 0x80, 0xf4, 1, 2, 3];
+        assets.bind(ip(PLCS[0]), mac, false, Ts::from_secs(2));
+        assets.identity(
+            Some(ip(PLCS[0])),
+            None,
+            &Identity {
+                vendor: Some(b"Schneider Electric"),
+                model: Some(b"BMX P34 2020"),
+                firmware: Some(b"v2.7"),
+                ..Identity::default()
+            },
+            Ts::from_secs(2),
+        );
+        let (text, report) = l.render(&assets, &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        let rules = allow_rules(&p, "modbus");
+        assert_eq!(rules.len(), 1, "{text}");
+        let r = &rules[0];
+        assert_eq!(r["from"].as_str(), Some("asset:hmi-10-20-0-10"));
+        assert_eq!(r["to"].as_str(), Some("zone:control_10_10_0"));
+        assert_eq!(strs(&r["functions"]), ["read_holding_registers"]);
+        assert_eq!(r["unit_ids"].as_array().unwrap().len(), 1);
+        assert_eq!(r["unit_ids"][0].as_integer(), Some(1));
+        assert_eq!(strs(&r["registers"]), ["0-9"]);
+        assert_eq!(r["silence_after"].as_str(), Some("10s"));
+        assert_eq!(r["ports"][0].as_integer(), Some(502));
+        assert_eq!(
+            r["name"].as_str(),
+            Some("hmi-10-20-0-10 polls control_10_10_0 (modbus)")
+        );
+        assert!(r.get("coils").is_none());
+        // Zones and assets from the address plan and the roles.
+        assert_eq!(p.zones.len(), 2);
+        assert!(p.zones.contains_key("control_10_10_0"));
+        assert!(p.zones.contains_key("scada_10_20_0"));
+        let names: Vec<&str> = p.assets.iter().map(|a| a.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "plc-10-10-0-5",
+                "plc-10-10-0-6",
+                "plc-10-10-0-7",
+                "hmi-10-20-0-10"
+            ]
+        );
+        assert_eq!(p.assets[0].2.as_deref(), Some("00:80:f4:01:02:03"));
+        assert!(p.assets[1].2.is_none(), "no binding, no mac");
+        assert!(text.contains("description = \"Schneider Electric BMX P34 2020, firmware v2.7\""));
+        assert!(text.contains("# merged: 1 client x 3 servers"));
+        assert!(text.contains("# 3 conversations, 3 flows, 180 requests; seen "));
+        assert!(text.contains("REVIEW"));
+        assert_eq!(
+            report,
+            LearnReport {
+                conversations: 3,
+                rules: 1,
+                merged_rules: 1,
+                zones: 2,
+                assets: 4,
+                flows: 3,
+                requests: 180,
+                ..LearnReport::default()
+            }
+        );
+    }
+
+    #[test]
+    fn different_command_sets_stay_separate() {
+        let mut l = Learner::new(100);
+        let write = modbus(
+            Cmd::ModbusWriteSingleRegister,
+            1,
+            AddrSpace::HoldingRegisters,
+            40,
+            1,
+        );
+        poll(&mut l, ip(HMI), ip(PLCS[0]), &rhr(), 10, 1000, 30);
+        poll(&mut l, ip(HMI), ip(PLCS[1]), &rhr(), 10, 1000, 30);
+        poll(&mut l, ip(HMI), ip(PLCS[1]), &write, 50, 1000, 3);
+        let (text, _) = l.render(&Assets::new(10), &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        let rules = allow_rules(&p, "modbus");
+        assert_eq!(rules.len(), 2, "{text}");
+        let fns: Vec<Vec<String>> = rules.iter().map(|r| strs(&r["functions"])).collect();
+        assert!(fns.contains(&vec!["read_holding_registers".to_string()]));
+        assert!(fns.contains(&vec![
+            "read_holding_registers".to_string(),
+            "write_single_register".to_string()
+        ]));
+        let writer = rules
+            .iter()
+            .find(|r| strs(&r["functions"]).len() == 2)
+            .unwrap();
+        assert_eq!(strs(&writer["registers"]), ["0-9", "40"]);
+        assert_eq!(
+            writer["name"].as_str().unwrap(),
+            "hmi-10-20-0-10 writes to plc-10-10-0-6 (modbus)"
+        );
+        assert!(!p.allows(
+            ip(HMI),
+            ip(PLCS[0]),
+            Proto::Modbus,
+            502,
+            Some(Cmd::ModbusWriteSingleRegister)
+        ));
+    }
+
+    #[test]
+    fn a_merged_rule_never_shadows_a_wider_conversation() {
+        // The HMI reads PLCs 5 and 6 (merged), and reads and writes PLC 7: the specific
+        // rule for PLC 7 comes first, so its writes stay allowed.
+        let mut l = Learner::new(100);
+        let write = modbus(Cmd::ModbusWriteSingleCoil, 1, AddrSpace::Coils, 3, 1);
+        for plc in PLCS {
+            poll(&mut l, ip(HMI), ip(plc), &rhr(), 10, 1000, 20);
+        }
+        poll(&mut l, ip(HMI), ip(PLCS[2]), &write, 40, 1000, 2);
+        let (text, report) = l.render(&Assets::new(10), &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        assert_eq!(report.rules, 2);
+        assert_eq!(report.merged_rules, 1);
+        let rules = allow_rules(&p, "modbus");
+        assert_eq!(rules[0]["to"].as_str(), Some("asset:plc-10-10-0-7"));
+        assert_eq!(strs(&rules[0]["coils"]), ["3"]);
+        assert_eq!(rules[1]["to"].as_str(), Some("zone:control_10_10_0"));
+
+        // Two HMIs in one zone with different rights: the merged zone → zone rule would
+        // meet the other HMI's writes first, so the learner splits it.
+        let mut l = Learner::new(100);
+        let hmi2 = ip([10, 20, 0, 11]);
+        let hmi3 = ip([10, 20, 0, 12]);
+        for plc in PLCS {
+            poll(&mut l, hmi2, ip(plc), &rhr(), 10, 1000, 20);
+            poll(&mut l, hmi3, ip(plc), &rhr(), 10, 1000, 20);
+        }
+        let write = modbus(
+            Cmd::ModbusWriteMultipleRegisters,
+            1,
+            AddrSpace::HoldingRegisters,
+            0,
+            4,
+        );
+        poll(&mut l, ip(HMI), ip(PLCS[0]), &write, 10, 1000, 20);
+        poll(&mut l, ip(HMI), ip(PLCS[1]), &write, 10, 1000, 20);
+        let (text, _) = l.render(&Assets::new(10), &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let a = hmi_polls_plcs();
+        // The same observations in another order (another hash order too).
+        let mut b = Learner::new(100);
+        for (i, plc) in PLCS.iter().enumerate().rev() {
+            poll(&mut b, ip(HMI), ip(*plc), &rhr(), 1000 + i as u64, 1000, 60);
+        }
+        let dns = Pdu::new(Proto::Dns, PduKind::Message);
+        // Messages other than requests are not learnt.
+        b.request(Ts::from_secs(1001), ip(HMI), ip(PLCS[0]), 53, &dns);
+        let assets = Assets::new(10);
+        let (t1, r1) = a.render(&assets, &opts(100));
+        let (t2, r2) = a.render(&assets, &opts(100));
+        let (t3, r3) = b.render(&assets, &opts(100));
+        assert_eq!(t1, t2);
+        assert_eq!(r1, r2);
+        assert_eq!(t1, t3);
+        assert_eq!(r1, r3);
+    }
+
+    /// Three HMIs in one zone, each with its own commands on its own PLCs, plus DNS.
+    fn mixed_site() -> Learner {
+        let mut l = Learner::new(1000);
+        let cmds = [
+            Cmd::ModbusReadHoldingRegisters,
+            Cmd::ModbusReadInputRegisters,
+            Cmd::ModbusReadCoils,
+        ];
+        for (h, cmd) in cmds.iter().enumerate() {
+            let hmi = ip([10, 20, 0, 10 + h as u8]);
+            for d in 0..4u8 {
+                let plc = ip([10, 10, 0, 5 + 4 * h as u8 + d]);
+                let p = modbus(*cmd, 1 + u32::from(d), AddrSpace::InputRegisters, 100, 5);
+                poll(&mut l, hmi, plc, &p, 100, 2000, 10 + u64::from(d));
+            }
+            l.conversation(Ts::from_secs(7), hmi, ip([10, 30, 0, 53]), Proto::Dns, 53);
+        }
+        l
+    }
+
+    #[test]
+    fn the_cap_merges_coarsely_and_reports() {
+        let l = mixed_site();
+        let (text, report) = l.render(&Assets::new(10), &opts(100));
+        assert!(!report.capped);
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        // Per HMI: one rule for its 4 PLCs (different unit ids per PLC but the same
+        // commands); DNS by zone pair.
+        assert_eq!(report.rules, 4, "{text}");
+        let dns = allow_rules(&p, "dns");
+        assert_eq!(dns.len(), 1);
+        assert_eq!(dns[0]["from"].as_str(), Some("zone:scada_10_20_0"));
+        assert_eq!(dns[0]["to"].as_str(), Some("zone:net_10_30_0"));
+        assert!(dns[0].get("functions").is_none());
+
+        let (text, report) = l.render(&Assets::new(10), &opts(2));
+        let p = TomlPolicy::parse(&text);
+        assert!(report.capped);
+        assert!(report.rules <= 2, "{text}");
+        assert_eq!(report.uncovered, 0);
+        assert!(text.contains("# CAPPED: more than max_rules = 2"));
+        assert!(text.contains("# CAPPED (max_rules = 2): merged by"));
+        assert_covers(&l, &p);
+
+        // Nothing can merge below one rule per zone pair: the least used rules are left
+        // out and counted.
+        let (text, report) = l.render(&Assets::new(10), &opts(1));
+        let p = TomlPolicy::parse(&text);
+        assert_eq!(report.rules, 1);
+        assert!(report.uncovered > 0);
+        assert!(text.contains("conversations are left uncovered"));
+        let (_, again) = l.render(&Assets::new(10), &opts(1));
+        assert_eq!(report, again);
+        assert!(!p.rules.is_empty());
+    }
+
+    #[test]
+    fn additions_list_exactly_what_is_missing() {
+        let base = hmi_polls_plcs();
+        let plcs: Vec<Addr> = PLCS.iter().map(|p| ip(*p)).collect();
+        let assets = assets_for(&plcs, &[ip(HMI)], Proto::Modbus);
+        let (old_text, _) = base.render(&assets, &opts(100));
+        let old = TomlPolicy::parse(&old_text);
+        assert_eq!(base.additions(&assets, &old, &opts(100)), "");
+
+        // The same traffic, plus a write to PLC 5, a new PLC, and a new engineering host.
+        let mut l = hmi_polls_plcs();
+        let write = modbus(
+            Cmd::ModbusWriteSingleRegister,
+            1,
+            AddrSpace::HoldingRegisters,
+            7,
+            1,
+        );
+        poll(&mut l, ip(HMI), ip(PLCS[0]), &write, 2000, 1000, 1);
+        let ews = ip([192, 168, 5, 20]);
+        let plc9 = ip([172, 16, 1, 9]);
+        poll(&mut l, ews, plc9, &rhr(), 2000, 1000, 2);
+        let text = l.additions(&assets, &old, &opts(100));
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "# learn: test: synthetic traffic would add 2 rules (1 conversations not allowed, 1 with commands not allowed) and 2 assets"
+        );
+        for line in text.lines().skip(1) {
+            assert!(line == "+" || line.starts_with("+ "), "{line}");
+        }
+        let body: String = text
+            .lines()
+            .skip(1)
+            .map(|l| format!("{}\n", l.strip_prefix("+ ").unwrap_or("")))
+            .collect();
+        let v: toml::Table = toml::from_str(&body).unwrap();
+        let rules = v["allow"].as_array().unwrap();
+        assert_eq!(rules.len(), 2, "{text}");
+        let assets_added: Vec<&str> = v["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(assets_added, ["plc-172-16-1-9", "hmi-192-168-5-20"]);
+        assert!(
+            text.contains("# not allowed yet by the rule this flow matches: write_single_register")
+        );
+        let write_rule = rules
+            .iter()
+            .find(|r| r["from"].as_str() == Some("10.20.0.10/32"))
+            .unwrap();
+        assert_eq!(write_rule["to"].as_str(), Some("10.10.0.5/32"));
+        assert_eq!(
+            strs(&write_rule["functions"]),
+            ["read_holding_registers", "write_single_register"]
+        );
+        let new_rule = rules
+            .iter()
+            .find(|r| r["from"].as_str() == Some("asset:hmi-192-168-5-20"))
+            .unwrap();
+        assert_eq!(new_rule["to"].as_str(), Some("asset:plc-172-16-1-9"));
+    }
+
+    /// An `Allows` that knows one host and allows one conversation without commands.
+    struct Fake;
+    impl Allows for Fake {
+        fn allows(&self, c: Addr, _: Addr, _: Proto, _: u16, cmd: Option<Cmd>) -> bool {
+            c == ip(HMI) && cmd.is_none()
+        }
+        fn knows_asset(&self, ip_: Option<Addr>, _: Option<Mac>) -> bool {
+            ip_ == Some(ip(HMI))
+        }
+    }
+
+    #[test]
+    fn additions_with_a_fake_policy() {
+        let l = hmi_polls_plcs();
+        let text = l.additions(&Assets::new(10), &Fake, &opts(100));
+        assert!(text.starts_with(
+            "# learn: test: synthetic traffic would add 3 rules (0 conversations not allowed, 3 with commands not allowed) and 3 assets\n"
+        ));
+        assert_eq!(text.matches("+ [[allow]]").count(), 3);
+        assert_eq!(text.matches("+ [[assets]]").count(), 3);
+        assert!(!text.contains("hmi-10-20-0-10"), "known: named by address");
+        assert_eq!(text.matches("+ from = \"10.20.0.10/32\"").count(), 3);
+    }
+
+    #[test]
+    fn poll_timing_is_robust_and_only_for_regular_polls() {
+        let hmi = ip(HMI);
+        let plc = ip(PLCS[0]);
+        // One second polls for an hour, with one 2-minute outage: still 10 s.
+        let mut l = Learner::new(10);
+        l.conversation(Ts::from_secs(0), hmi, plc, Proto::Modbus, 502);
+        let mut t = 0u64;
+        for i in 0..3600u64 {
+            if i == 1800 {
+                t += 120_000;
+            }
+            t += 1000;
+            l.request(Ts::from_micros(t * 1000), hmi, plc, 502, &rhr());
+        }
+        let c = l.sorted()[0].1;
+        assert_eq!(c.silence_secs(), Some(10));
+        // Bursts of three reads every 30 s: the cycle, not the burst, sets it.
+        let mut l = Learner::new(10);
+        for cycle in 0..20u64 {
+            for j in 0..3u64 {
+                let t = Ts::from_secs(cycle * 30).add_nanos(j * 5_000_000);
+                l.request(t, hmi, plc, 502, &rhr());
+            }
+        }
+        let c = l.sorted()[0].1;
+        assert_eq!(c.silence_secs(), Some(120), "3 × ~32 s, rounded up");
+        // Irregular: gaps of 1 s, 2 s, 4 s … 512 s, over and over.
+        let mut l = Learner::new(10);
+        let mut t = 0;
+        for i in 0..100u64 {
+            t += 1 << (i % 10);
+            l.request(Ts::from_secs(t), hmi, plc, 502, &rhr());
+        }
+        assert_eq!(l.sorted()[0].1.silence_secs(), None);
+        // Operator-driven: exponential gaps (mean 60 s) from a fixed LCG.
+        let mut l = Learner::new(10);
+        let (mut t, mut x) = (0f64, 12_345u64);
+        for _ in 0..500 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let u = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+            t += -u.ln() * 60.0;
+            l.request(Ts((t * 1e9) as u64), hmi, plc, 502, &rhr());
+        }
+        assert_eq!(l.sorted()[0].1.silence_secs(), None);
+        // A cycle of 1 s, 10 s and 100 s gaps is a 111 s poll: 100 s gaps carry 90 % of
+        // the time.
+        let mut l = Learner::new(10);
+        let mut t = 0;
+        for i in 0..60u64 {
+            t += [1, 10, 100][(i % 3) as usize];
+            l.request(Ts::from_secs(t), hmi, plc, 502, &rhr());
+        }
+        assert_eq!(l.sorted()[0].1.silence_secs(), Some(600));
+        // Too few requests.
+        let mut l = Learner::new(10);
+        poll(&mut l, hmi, plc, &rhr(), 0, 1000, 5);
+        assert_eq!(l.sorted()[0].1.silence_secs(), None);
+    }
+
+    #[test]
+    fn spans_units_and_gap_classes_are_bounded() {
+        let mut s = Spans::default();
+        s.add(10, 19);
+        s.add(20, 29);
+        s.add(0, 5);
+        assert_eq!(s.0, vec![(0, 5), (10, 29)]);
+        for i in 0..50u16 {
+            s.add(1000 + i * 100, 1000 + i * 100 + 1);
+        }
+        assert_eq!(s.0.len(), MAX_SPANS);
+        assert!(s.covers(&Spans(vec![(0, 5), (10, 29), (5900, 5901)])));
+        s.add_range(&AddrRange {
+            space: AddrSpace::Coils,
+            start: 65_530,
+            count: 100,
+        });
+        assert_eq!(s.0.len(), MAX_SPANS);
+        assert!(s.covers(&Spans(vec![(65_530, 65_535)])));
+        let mut u = Units::default();
+        for i in 0..100 {
+            u.insert(i);
+        }
+        assert_eq!(u.ids.len(), MAX_UNITS);
+        assert!(u.overflow);
+        assert_eq!(gap_class(0), 0);
+        assert_eq!(gap_class(1), 0);
+        assert_eq!(gap_class(2), 2);
+        assert_eq!(gap_class(1000), 19);
+        assert_eq!(class_upper_ms(19), 1024);
+        assert_eq!(gap_class(u64::MAX), GAP_CLASSES - 1);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_drops_are_counted() {
+        let mut l = Learner::new(2);
+        for d in 0..5u8 {
+            l.conversation(
+                Ts::from_secs(1),
+                ip(HMI),
+                ip([10, 10, 0, d + 1]),
+                Proto::Modbus,
+                502,
+            );
+            l.request(
+                Ts::from_secs(2),
+                ip(HMI),
+                ip([10, 10, 0, d + 1]),
+                502,
+                &rhr(),
+            );
+        }
+        // Link-layer protocols are not learnt.
+        l.conversation(Ts::from_secs(1), ip(HMI), ip(HMI), Proto::Arp, 0);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.dropped(), 3);
+        let (text, r) = l.render(&Assets::new(10), &opts(10));
+        assert_eq!((r.dropped, r.dropped_requests), (3, 3));
+        assert!(text.contains("# WARNING: the conversation table was full (2 kept)"));
+        TomlPolicy::parse(&text);
+    }
+
+    #[test]
+    fn it_protocols_public_and_v6_hosts() {
+        let mut l = Learner::new(100);
+        let a = ip([192, 168, 1, 10]);
+        let b = ip([192, 168, 1, 11]);
+        let ntp = ip([203, 0, 113, 5]);
+        let v6a = Addr::v6([0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        let v6b = Addr::v6([0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x20]);
+        let g6 = Addr::v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        for (c, s, p, port) in [
+            (a, ntp, Proto::Ntp, 123),
+            (b, ntp, Proto::Ntp, 123),
+            (a, b, Proto::Http, 80),
+            (a, b, Proto::Http, 8080),
+            (a, b, Proto::Icmp, 0),
+            (a, ip([255, 255, 255, 255]), Proto::Dhcp, 67),
+            (v6a, v6b, Proto::Ssh, 22),
+            (v6a, g6, Proto::Tls, 443),
+        ] {
+            l.conversation(Ts::from_secs(3), c, s, p, port);
+        }
+        let (text, report) = l.render(&Assets::new(10), &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        assert_eq!(report.zones, 2, "{text}");
+        assert!(p.zones.contains_key("net_192_168_1"));
+        assert!(p.zones.contains_key("net_fd00_0_0_1"));
+        let ntp_rules = allow_rules(&p, "ntp");
+        assert_eq!(ntp_rules.len(), 1);
+        assert_eq!(
+            ntp_rules[0]["to"].as_str(),
+            Some("asset:server-203-0-113-5")
+        );
+        let http = allow_rules(&p, "http");
+        assert_eq!(http.len(), 1);
+        assert_eq!(http[0]["ports"].as_array().unwrap().len(), 2);
+        let icmp = allow_rules(&p, "icmp");
+        assert!(icmp[0].get("ports").is_none());
+        let dhcp = allow_rules(&p, "dhcp");
+        assert_eq!(dhcp[0]["to"].as_str(), Some("255.255.255.255/32"));
+        let tls = allow_rules(&p, "tls");
+        assert_eq!(tls[0]["to"].as_str(), Some("asset:server-2001-db8--1"));
+        assert!(text.contains("allow rules judge IP flows"));
+    }
+
+    /// Feeds the learner as the engine will: a conversation per flow, each request.
+    struct Feed<'a> {
+        l: &'a mut Learner,
+        ts: Ts,
+        client: Addr,
+        server: Addr,
+    }
+    impl PduSink for Feed<'_> {
+        fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
+            if side == Side::Client {
+                self.l.request(self.ts, self.client, self.server, 502, pdu);
+            }
+        }
+        fn violation(&mut self, _: Violation) {}
+        fn identity(&mut self, _: Side, _: &Identity<'_>) {}
+    }
+
+    /// A capture through the real engine (assets, the commands it counts) and, beside
+    /// it, its Modbus flows reassembled and dissected as the engine does into the
+    /// learner (the engine's calls to the learner are wired later).
+    fn learn_capture(rel: &str, l: &mut Learner) -> crate::engine::Engine {
+        use crate::capture::{Next, PacketSource, pcap::PcapFile};
+        use crate::decode::{L3, L4, decode};
+        use crate::dissect::modbus;
+        use crate::engine::{Engine, EngineConfig};
+        use crate::stream::tests::Collect;
+        use crate::stream::{BufPool, DirStream, StreamStats};
+        let path = crate::dissect::testutil::pcap_path(rel);
+        let mut engine = Engine::new(&EngineConfig::default());
+        let mut src = PcapFile::open(&path).unwrap();
+        let mut pool = BufPool::new(16);
+        let mut stats = StreamStats::default();
+        let mut dirs: HashMap<(Addr, u16, Addr, Side), DirStream> = HashMap::new();
+        let mut flows = HashSet::new();
+        while let Ok(Next::Packet(p)) = src.next() {
+            engine.process(&p);
+            l.observe(p.ts);
+            let L3::Ip(ipk) = decode(p.link, p.data).l3 else {
+                continue;
+            };
+            let L4::Tcp {
+                sport,
+                dport,
+                seq,
+                payload,
+                ..
+            } = ipk.l4
+            else {
+                continue;
+            };
+            let (client, cport, server, side) = if dport == 502 {
+                (ipk.src, sport, ipk.dst, Side::Client)
+            } else if sport == 502 {
+                (ipk.dst, dport, ipk.src, Side::Server)
+            } else {
+                continue;
+            };
+            if payload.is_empty() {
+                continue;
+            }
+            if flows.insert((client, cport, server)) {
+                l.conversation(p.ts, client, server, Proto::Modbus, 502);
+            }
+            let dir = dirs.entry((client, cport, server, side)).or_default();
+            let Some(data) = dir.accept(seq, payload, &mut pool, &mut stats) else {
+                continue;
+            };
+            let mut c = Collect::default();
+            dir.feed(data, &mut pool, &mut stats, modbus::frame, &mut c);
+            for (msg, truncated) in c.msgs {
+                let mut feed = Feed {
+                    l: &mut *l,
+                    ts: p.ts,
+                    client,
+                    server,
+                };
+                modbus::dissect(&msg, side, truncated, &mut feed);
+            }
+        }
+        engine.finish();
+        engine
+    }
+
+    #[test]
+    fn real_modbus_captures_become_policies_listing_their_function_codes() {
+        for rel in [
+            "modbus/icsnpp_modbus_example.pcap",
+            "modbus/iti_modbus_test_data_part1.pcap",
+            "modbus/iti_modbus_test_data_part2_fc_sweep.pcap",
+            "modbus/zeek_4sics_fc23_read_write_registers.pcap",
+        ] {
+            let mut l = Learner::new(1000);
+            let engine = learn_capture(rel, &mut l);
+            let o = LearnOptions {
+                name: "capture".into(),
+                max_rules: 100,
+                source: rel.into(),
+            };
+            let (text, report) = l.render(&engine.assets, &o);
+            let p = TomlPolicy::parse(&text);
+            assert_covers(&l, &p);
+            assert!(report.conversations > 0, "{rel}");
+            assert_eq!(report.uncovered, 0);
+            let listed: BTreeSet<String> = allow_rules(&p, "modbus")
+                .iter()
+                .flat_map(|r| strs(&r["functions"]))
+                .collect();
+            // What the real engine counted as requests of this capture.
+            let counted: BTreeSet<String> = Cmd::ALL
+                .iter()
+                .filter(|c| c.proto() == Proto::Modbus)
+                .filter(|c| engine.counters.commands[c.index()] > 0)
+                .map(|c| c.name().to_string())
+                .collect();
+            assert!(!counted.is_empty(), "{rel}");
+            assert!(
+                counted.is_subset(&listed),
+                "{rel}: {counted:?} vs {listed:?}\n{text}"
+            );
+            assert_eq!(text, l.render(&engine.assets, &o).0, "deterministic");
+            if rel.contains("icsnpp") {
+                for f in [
+                    "read_holding_registers",
+                    "read_coils",
+                    "write_multiple_coils",
+                    "read_write_multiple_registers",
+                    "read_device_identification",
+                ] {
+                    assert!(listed.contains(f), "{f}\n{text}");
+                }
+                assert!(text.contains("# traffic seen from 2020-07-25T"), "{text}");
+            }
+        }
+    }
 }
