@@ -6,7 +6,7 @@
 //! The engine reports each flow once its protocol is decided ([`Learner::conversation`]),
 //! when it ends ([`Learner::flow_end`]) and each request on it ([`Learner::request`]). A
 //! **conversation** is client → server:port of one protocol (the client port is left
-//! out, so reconnections are one conversation). Per conversation the learner keeps first
+//! out, so reconnections are one conversation; non-IP link protocols are not learnt). Per conversation the learner keeps first
 //! and last seen, flows, requests, the set of commands, the unit ids (at most
 //! [`MAX_UNITS`]; past that the rule does not restrict them and says so), the Modbus
 //! addresses touched as at most [`MAX_SPANS`] spans per table group (registers: holding
@@ -48,7 +48,8 @@
 //!      whose clients share a zone and whose servers share a zone become one rule when
 //!      there are at least two and every (client, server) pair of the group was seen (no
 //!      pair among the seen hosts is granted that was not observed). A side with one host
-//!      stays `asset:`, a side with several becomes `zone:`. Unit ids and address spans
+//!      stays `asset:`, a side with several becomes `zone:` (which also lets the zone's
+//!      other hosts do the same: the header asks for review). Unit ids and address spans
 //!      are united; `silence_after` is kept only when every member polls regularly (the
 //!      longest). Command sets are never united at this step: rights are not widened.
 //!      Only one merged rule per (from, to, protocol, port); the group with the most
@@ -507,14 +508,14 @@ impl Learner {
     }
 
     fn entry(&mut self, now: Ts, key: Key) -> Option<&mut Conv> {
+        use std::collections::hash_map::Entry;
         self.observe(now);
-        if !self.convs.contains_key(&key) {
-            if self.convs.len() >= self.max {
-                return None;
-            }
-            self.convs.insert(key, Conv::new(now));
-        }
-        let c = self.convs.get_mut(&key)?;
+        let full = self.convs.len() >= self.max;
+        let c = match self.convs.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(_) if full => return None,
+            Entry::Vacant(v) => v.insert(Conv::new(now)),
+        };
         c.seen(now);
         Some(c)
     }
@@ -611,7 +612,12 @@ impl Learner {
         let mut out = String::new();
         self.header(&mut out, opts, &report, &b);
         let _ = writeln!(out, "[policy]");
-        let _ = writeln!(out, "name = {}", toml_str(&opts.name));
+        let name = if opts.name.trim().is_empty() {
+            "learnt"
+        } else {
+            opts.name.as_str()
+        };
+        let _ = writeln!(out, "name = {}", toml_str(name));
         let _ = writeln!(out, "mode = \"monitor\"");
         b.write_zones(&mut out);
         b.write_assets(&mut out);
@@ -732,12 +738,12 @@ impl Learner {
         b.write_assets(&mut body);
         b.write_rules(&mut body, opts.max_rules);
         let mut out = format!(
-            "# learn: {} would add {} rules ({} conversations not allowed, {} with commands not allowed) and {} assets\n",
+            "# learn: {} would add {} ({} not allowed, {} with commands not allowed) and {}\n",
             comment_text(&opts.source),
-            b.rules.len(),
-            new_convs,
+            plural(b.rules.len() as u64, "rule", "rules"),
+            plural(new_convs as u64, "conversation", "conversations"),
             new_cmds,
-            b.assets.len()
+            plural(b.assets.len() as u64, "asset", "assets"),
         );
         for line in body.lines() {
             if line.is_empty() {
@@ -1635,6 +1641,10 @@ impl<'a> Build<'a> {
             out,
             "# ARP, LLDP, STP, GOOSE, SV and PROFINET DCP need no rules: allow rules judge IP flows."
         );
+        let _ = writeln!(
+            out,
+            "# registers and coils are wire (0-based) addresses, as the requests carried them."
+        );
         for r in &self.rules {
             let _ = writeln!(out);
             self.write_rule(out, r, max_rules);
@@ -2272,7 +2282,7 @@ mod tests {
         let first = text.lines().next().unwrap();
         assert_eq!(
             first,
-            "# learn: test: synthetic traffic would add 2 rules (1 conversations not allowed, 1 with commands not allowed) and 2 assets"
+            "# learn: test: synthetic traffic would add 2 rules (1 conversation not allowed, 1 with commands not allowed) and 2 assets"
         );
         for line in text.lines().skip(1) {
             assert!(line == "+" || line.starts_with("+ "), "{line}");
