@@ -2176,6 +2176,46 @@ mod tests {
         let (text, _) = l.render(&Assets::new(10), &opts(100));
         let p = TomlPolicy::parse(&text);
         assert_covers(&l, &p);
+
+        // The HMI only reads PLCs 5 and 6 (asset:hmi → zone:control), but it and a
+        // second HMI also read and write PLCs 7 and 8 (zone:scada → zone:control). The
+        // first rule would meet the HMI's writes to PLC 7 first: it is split per pair.
+        let mut l = Learner::new(100);
+        let plc8 = ip([10, 10, 0, 8]);
+        let rw = modbus(
+            Cmd::ModbusWriteSingleRegister,
+            1,
+            AddrSpace::HoldingRegisters,
+            0,
+            1,
+        );
+        for plc in [ip(PLCS[0]), ip(PLCS[1])] {
+            poll(&mut l, ip(HMI), plc, &rhr(), 10, 1000, 20);
+        }
+        for hmi in [ip(HMI), hmi2] {
+            for plc in [ip(PLCS[2]), plc8] {
+                poll(&mut l, hmi, plc, &rhr(), 10, 1000, 20);
+                poll(&mut l, hmi, plc, &rw, 40, 1000, 2);
+            }
+        }
+        let (text, report) = l.render(&Assets::new(10), &opts(100));
+        let p = TomlPolicy::parse(&text);
+        assert_covers(&l, &p);
+        let rules = allow_rules(&p, "modbus");
+        let shape: Vec<(&str, &str)> = rules
+            .iter()
+            .map(|r| (r["from"].as_str().unwrap(), r["to"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("asset:hmi-10-20-0-10", "asset:plc-10-10-0-5"),
+                ("asset:hmi-10-20-0-10", "asset:plc-10-10-0-6"),
+                ("zone:scada_10_20_0", "zone:control_10_10_0"),
+            ],
+            "{text}"
+        );
+        assert_eq!(report.merged_rules, 1);
     }
 
     #[test]
@@ -2643,6 +2683,107 @@ mod tests {
                     assert!(listed.contains(f), "{f}\n{text}");
                 }
                 assert!(text.contains("# traffic seen from 2020-07-25T"), "{text}");
+            }
+        }
+    }
+
+    /// One random observation: (client, server, protocol, port, command, unit, start).
+    type Obs = (u8, u8, u8, u8, u8, u8, u16);
+
+    fn feed_random(obs: &[Obs]) -> Learner {
+        const PROTOS: [(Proto, u16); 6] = [
+            (Proto::Modbus, 502),
+            (Proto::Modbus, 503),
+            (Proto::Dnp3, 20000),
+            (Proto::Dns, 53),
+            (Proto::Http, 80),
+            (Proto::OtherTcp, 0),
+        ];
+        const CMDS: [Cmd; 4] = [
+            Cmd::ModbusReadHoldingRegisters,
+            Cmd::ModbusWriteSingleRegister,
+            Cmd::Dnp3Read,
+            Cmd::Dnp3Operate,
+        ];
+        let host = |h: u8| match h % 8 {
+            // Three /24s, a public host and an IPv6 ULA pair.
+            0..=2 => ip([10, 10, 0, 1 + h % 3]),
+            3 | 4 => ip([10, 20, 0, 1 + h % 2]),
+            5 => ip([192, 168, 3, 1 + h / 8 % 4]),
+            6 => ip([8, 8, 4, 4]),
+            _ => Addr::v6([
+                0xfd,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1 + h / 8 % 2,
+            ]),
+        };
+        let mut l = Learner::new(1000);
+        for (i, &(c, s, p, port_sel, cmd, unit, start)) in obs.iter().enumerate() {
+            let (proto, base) = PROTOS[usize::from(p) % PROTOS.len()];
+            let port = if base == 0 {
+                1000 + u16::from(port_sel % 40)
+            } else {
+                base
+            };
+            let (c, s) = (host(c), host(s));
+            let t = Ts::from_secs(100 + i as u64);
+            l.conversation(t, c, s, proto, port);
+            let cmd = CMDS[usize::from(cmd) % CMDS.len()];
+            if cmd.proto() == proto {
+                let mut pdu = modbus(cmd, u32::from(unit % 3), AddrSpace::Coils, start, 2);
+                pdu.proto = proto;
+                l.request(t, c, s, port, &pdu);
+            }
+        }
+        l
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever was seen: valid, unique names, resolved references, deterministic,
+        /// within the cap, and every conversation allowed unless counted as uncovered.
+        #[test]
+        fn any_traffic_renders_a_valid_covering_policy(
+            obs in proptest::collection::vec(proptest::prelude::any::<Obs>(), 0..60),
+            max_rules in 0usize..12,
+        ) {
+            let l = feed_random(&obs);
+            for cap in [max_rules, 1000] {
+                let (text, r) = l.render(&Assets::new(100), &opts(cap));
+                let p = TomlPolicy::parse(&text);
+                assert!(r.rules <= cap);
+                assert_eq!(p.rules.len(), r.rules);
+                assert_eq!(text, l.render(&Assets::new(100), &opts(cap)).0);
+                let allowed = l
+                    .sorted()
+                    .iter()
+                    .filter(|(k, c)| {
+                        p.allows(k.client, k.server, k.proto, k.port, None)
+                            && c.cmds
+                                .iter()
+                                .all(|cmd| p.allows(k.client, k.server, k.proto, k.port, Some(cmd)))
+                    })
+                    .count();
+                assert!(allowed + r.uncovered >= r.conversations, "{text}");
+                if cap == 1000 {
+                    assert!(!r.capped);
+                    assert_eq!(r.uncovered, 0);
+                    assert_covers(&l, &p);
+                }
             }
         }
     }
