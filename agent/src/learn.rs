@@ -583,6 +583,61 @@ impl Learner {
         c.request_at(now);
     }
 
+    /// Folds another learner's observations in (one learner per capture thread, one
+    /// policy): counts add up, sets unite, poll-gap histograms add. The cap holds: the
+    /// other's conversations that do not fit are counted as dropped.
+    pub fn absorb(&mut self, other: Learner) {
+        use std::collections::hash_map::Entry;
+        for t in [other.first, other.last].into_iter().flatten() {
+            self.observe(t);
+        }
+        self.dropped += other.dropped;
+        self.dropped_requests += other.dropped_requests;
+        let mut theirs: Vec<(Key, Conv)> = other.convs.into_iter().collect();
+        // The busiest first, should the cap bite.
+        theirs.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
+        for (k, o) in theirs {
+            let full = self.convs.len() >= self.max;
+            let c = match self.convs.entry(k) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(_) if full => {
+                    self.dropped += o.flows;
+                    self.dropped_requests += o.requests;
+                    continue;
+                }
+                Entry::Vacant(e) => {
+                    e.insert(o);
+                    continue;
+                }
+            };
+            c.seen(o.first);
+            c.seen(o.last);
+            c.flows += o.flows;
+            c.cmds.union(&o.cmds);
+            for u in &o.units.ids {
+                c.units.insert(*u);
+            }
+            c.units.overflow |= o.units.overflow;
+            c.regs.union(&o.regs);
+            c.coils.union(&o.coils);
+            if o.requests > 0 {
+                if c.requests == 0 || o.first_req < c.first_req {
+                    c.first_req = o.first_req;
+                }
+                if o.last_req > c.last_req {
+                    c.last_req = o.last_req;
+                }
+            }
+            c.requests += o.requests;
+            if let Some(og) = o.gaps {
+                let g = c.gaps.get_or_insert_with(|| Box::new([0; GAP_CLASSES]));
+                for (a, b) in g.iter_mut().zip(og.iter()) {
+                    *a = a.saturating_add(*b);
+                }
+            }
+        }
+    }
+
     /// The learnt conversations, in key order (deterministic).
     fn sorted(&self) -> Vec<(Key, &Conv)> {
         let mut v: Vec<(Key, &Conv)> = self.convs.iter().map(|(k, c)| (*k, c)).collect();
@@ -2216,6 +2271,37 @@ mod tests {
             "{text}"
         );
         assert_eq!(report.merged_rules, 1);
+    }
+
+    #[test]
+    fn learners_of_several_threads_fold_into_one() {
+        let whole = hmi_polls_plcs();
+        let mut a = Learner::new(100);
+        let mut b = Learner::new(100);
+        poll(&mut a, ip(HMI), ip(PLCS[0]), &rhr(), 1000, 1000, 60);
+        poll(&mut b, ip(HMI), ip(PLCS[1]), &rhr(), 1001, 1000, 60);
+        poll(&mut b, ip(HMI), ip(PLCS[2]), &rhr(), 1002, 1000, 60);
+        a.absorb(b);
+        let assets = Assets::new(10);
+        assert_eq!(
+            a.render(&assets, &opts(100)),
+            whole.render(&assets, &opts(100))
+        );
+        // The same conversation from two threads: counts add, sets unite.
+        let mut c = Learner::new(1);
+        let mut d = Learner::new(1);
+        poll(&mut c, ip(HMI), ip(PLCS[0]), &rhr(), 0, 1000, 10);
+        let w = modbus(Cmd::ModbusWriteSingleCoil, 2, AddrSpace::Coils, 4, 1);
+        poll(&mut d, ip(HMI), ip(PLCS[0]), &w, 20, 1000, 10);
+        poll(&mut d, ip(HMI), ip(PLCS[1]), &w, 20, 1000, 10);
+        c.absorb(d);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.dropped(), 1, "the cap holds");
+        let (_, conv) = c.sorted()[0];
+        assert_eq!((conv.flows, conv.requests), (2, 20));
+        assert_eq!(conv.units.ids, [1, 2]);
+        assert_eq!(conv.coils.0, [(4, 4)]);
+        assert!(conv.cmds.contains(Cmd::ModbusWriteSingleCoil));
     }
 
     #[test]
