@@ -1145,6 +1145,12 @@ impl Engine {
                 judge_flow(d, &mut f, key, a, (None, None), now);
             }
         }
+        if let Some(d) = self.detect.as_deref_mut()
+            && let Some(mut l) = d.learner.as_ref().and_then(|l| l.lock().ok())
+        {
+            let (client, server, port) = ends(key, &f);
+            l.flow_end(f.last, client, server, f.proto, port);
+        }
         if f.noted & (NOTE_ATTEMPT | NOTE_ENDED) == NOTE_ATTEMPT
             && let Some(d) = self.detect.as_deref_mut()
         {
