@@ -1,0 +1,130 @@
+//! `run` keeps what it finds (DESIGN.md, "Detection"): each event version in the on-disk
+//! store under `state_dir`, evidence pcaps when asked, and a baseline that spares a
+//! restart a storm of `new_asset`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::frames;
+use infrawatch_agent::capture::pcap::PcapFile;
+use infrawatch_agent::capture::{Next, PacketSource};
+use infrawatch_agent::store::{Store, StoreConfig};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn run(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_infrawatch-agent"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("INFRAWATCH_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+fn stored_events(state: &Path) -> Vec<serde_json::Value> {
+    let (mut store, _) = Store::open(StoreConfig::new(
+        state.join("events"),
+        1 << 30,
+        Duration::from_secs(86_400 * 90),
+    ))
+    .unwrap();
+    store
+        .read_from(0, 100_000, 1 << 30)
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect()
+}
+
+#[test]
+fn events_are_stored_with_evidence_and_the_baseline_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"lab\"\n[zones]\nlab = [\"192.168.60.0/24\"]\n[[allow]]\nname = \"dnp3 reads\"\nfrom = \"zone:lab\"\nto = \"zone:lab\"\nprotocol = \"dnp3\"\nfunctions = [\"read\"]\n",
+    )
+    .unwrap();
+    let cap = frames::shared("dnp3/iti_dnp3_cold_restart.pcap");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"store-test\"\npolicy = \"{}\"\nstate_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\npace = \"max\"\nat_end = \"exit\"\n[events]\nevidence = true\n",
+            policy.display(),
+            state.display(),
+            cap.display()
+        ),
+    )
+    .unwrap();
+    let log = run(&config);
+
+    // Every version that was logged is in the store, in order, and parses.
+    let events = stored_events(&state);
+    let cold: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "ics_command" && e["command"] == "cold_restart")
+        .collect();
+    assert!(!cold.is_empty(), "stored: {events:?}");
+    assert_eq!(cold[0]["version"], 1);
+    assert_eq!(cold[0]["severity"], "critical");
+    assert!(cold[0]["id"].as_str().unwrap().starts_with("store-test:"));
+    let logged = log.matches("\"kind\":\"").count();
+    assert_eq!(
+        logged,
+        events.len(),
+        "each logged version is stored:\n{log}"
+    );
+    let new_assets = events.iter().filter(|e| e["kind"] == "new_asset").count();
+    assert!(new_assets >= 2, "{events:?}");
+
+    // Evidence: the packet that raised the command, readable as a capture.
+    let id = cold[0]["id"].as_str().unwrap();
+    let evidence: Vec<_> = std::fs::read_dir(state.join("evidence"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!evidence.is_empty(), "no evidence written");
+    let mut found = false;
+    for p in &evidence {
+        let mut src = PcapFile::open(p).unwrap();
+        let mut n = 0;
+        while let Next::Packet(_) = src.next().unwrap() {
+            n += 1;
+        }
+        assert!(n >= 1, "{} holds no packet", p.display());
+        found |= *p
+            == state
+                .join("evidence")
+                .join(infrawatch_agent::evidence::file_name(id));
+    }
+    assert!(found, "evidence of {id}: {evidence:?}");
+
+    // A restart: the baseline knows the devices and the conversation now.
+    run(&config);
+    let again = stored_events(&state);
+    let second: Vec<_> = again[events.len()..].to_vec();
+    assert!(
+        second
+            .iter()
+            .all(|e| e["kind"] != "new_asset" && e["kind"] != "new_conversation"),
+        "second run: {second:?}"
+    );
+    assert!(
+        second.iter().any(|e| e["command"] == "cold_restart"),
+        "the command is still reported: {second:?}"
+    );
+    // Event ids of the two runs differ (another boot id).
+    assert_ne!(second[0]["id"], events[0]["id"]);
+}
