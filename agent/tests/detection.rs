@@ -205,6 +205,33 @@ fn a_tripled_modbus_rate_raises_rate_anomaly() {
     let hits = of_kind(&r, "rate_anomaly");
     assert!(!hits.is_empty(), "tripled rate: {r}");
     assert!(hits.iter().any(|a| a["protocol"] == "modbus"), "{hits:?}");
+
+    // Under a policy, the rule the poll matches has its own band too.
+    let pol = write_policy(
+        dir.path(),
+        "poll.toml",
+        r#"
+[policy]
+name = "poll"
+[[allow]]
+name = "hmi polls plc"
+from = "198.18.0.10"
+to = "198.18.0.5"
+protocol = "modbus"
+functions = ["read_holding_registers"]
+"#,
+    );
+    let r = replay_with_policy(&pol, &[steady_path.as_path()]);
+    assert!(
+        of_kind(&r, "rate_anomaly").is_empty(),
+        "steady, with a policy: {r}"
+    );
+    let r = replay_with_policy(&pol, &[path.as_path()]);
+    let hits = of_kind(&r, "rate_anomaly");
+    assert!(
+        hits.iter().any(|a| a["rule"] == "hmi polls plc"),
+        "the rule's rate: {hits:?}"
+    );
 }
 
 /// A GOOSE message replayed (an old sqNum while stNum stays) raises `goose`; the

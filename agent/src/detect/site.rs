@@ -441,11 +441,26 @@ pub struct SiteCounts {
     pub baseline_full: u64,
 }
 
+/// Requests per minute of one `[[allow]]` rule (`rate_anomaly` per conversation: the
+/// rule is the conversation the operator named).
+#[derive(Clone, Debug)]
+struct RuleRate {
+    name: String,
+    /// Requests in the current minute.
+    count: u64,
+    /// The rule has carried a request (its band starts then).
+    used: bool,
+    band: super::rate::RateBand,
+}
+
 /// The site detectors of one engine.
 #[derive(Debug)]
 pub struct Site {
     silence: LruMap<(u16, u64), Quiet>,
     cursor: u32,
+    rates: Vec<RuleRate>,
+    /// The minute of packet time the rule counts belong to.
+    minute: Option<u64>,
     conversations: HashSet<u64>,
     assets: HashSet<u64>,
     pub counts: SiteCounts,
@@ -478,6 +493,8 @@ impl Site {
         Site {
             silence: LruMap::with_capacity(MAX_SILENCE),
             cursor: 0,
+            rates: Vec::new(),
+            minute: None,
             conversations: HashSet::new(),
             assets: HashSet::new(),
             counts: SiteCounts::default(),
@@ -490,6 +507,27 @@ impl Site {
         let z = p.zone_count() + 1;
         self.counts.violations.resize(z * z, 0);
         self.counts.denials.resize(p.policy.allow.len() + 1, [0; 8]);
+        // Rule rates follow their rule by name across reloads; a new rule starts afresh.
+        let cfg = &p.policy.detectors.rate_anomaly;
+        let mut old = std::mem::take(&mut self.rates);
+        self.rates = p
+            .policy
+            .allow
+            .iter()
+            .map(|r| match old.iter().position(|o| o.name == r.name) {
+                Some(i) => {
+                    let mut o = old.swap_remove(i);
+                    o.band.configure(cfg);
+                    o
+                }
+                None => RuleRate {
+                    name: r.name.clone(),
+                    count: 0,
+                    used: false,
+                    band: super::rate::RateBand::new(cfg),
+                },
+            })
+            .collect();
     }
 
     /// Baseline contents, for persistence.
@@ -715,6 +753,10 @@ impl Site {
             Some(p) => {
                 if rule != NO_RULE {
                     self.heard(p, rule, client, server, Some(cmd.proto()), now);
+                    if let Some(r) = self.rates.get_mut(usize::from(rule)) {
+                        r.count += 1;
+                        r.used = true;
+                    }
                 }
                 let d = &p.policy.detectors;
                 let Some(reason) = p.deny_reason(rule, pdu, cmd) else {
@@ -831,8 +873,55 @@ impl Site {
         out.push(x);
     }
 
-    /// Once per second: conversations silent past their rule's `silence_after`.
+    /// Once per second: conversations silent past their rule's `silence_after`; at each
+    /// minute, the rules' request rates against their bands.
     pub fn tick(&mut self, p: &CompiledPolicy, now: Ts, out: &mut Vec<Finding>) {
+        self.rule_rates(p, now, out);
+        self.silences(p, now, out);
+    }
+
+    fn rule_rates(&mut self, p: &CompiledPolicy, now: Ts, out: &mut Vec<Finding>) {
+        let minute = now.secs() / 60;
+        let Some(last) = self.minute.replace(minute) else {
+            // The first (partial) minute is no sample.
+            for r in &mut self.rates {
+                r.count = 0;
+            }
+            return;
+        };
+        if minute == last {
+            return;
+        }
+        let enabled = p.policy.detectors.rate_anomaly.enabled;
+        for (i, r) in self.rates.iter_mut().enumerate() {
+            let count = std::mem::take(&mut r.count);
+            // One sample per elapsed minute: a gap of quiet minutes is zeros.
+            if !r.used || minute != last + 1 {
+                continue;
+            }
+            let Some(d) = r.band.observe(count as f64) else {
+                continue;
+            };
+            if !enabled {
+                continue;
+            }
+            let rule = u16::try_from(i).unwrap_or(NO_RULE);
+            let mut x = Finding::new(
+                Kind::RateAnomaly,
+                key_of(&[b"rule-rate", r.name.as_bytes()]),
+                now,
+            );
+            x.rule = Some(rule);
+            x.severity = p.policy.detectors.rate_anomaly.severity;
+            x.detail = format!(
+                "rule \"{}\": {} requests in the last minute, usually {:.0} ± {:.0}",
+                r.name, d.sample, d.mean, d.band
+            );
+            out.push(x);
+        }
+    }
+
+    fn silences(&mut self, p: &CompiledPolicy, now: Ts, out: &mut Vec<Finding>) {
         const BUDGET: u32 = 512;
         if !p.policy.detectors.silence.enabled {
             return;
