@@ -725,3 +725,35 @@ fn state_and_config_commands_follow_the_rule() {
         assert!(of_kind(&r, "ics_command").is_empty(), "{rel}: {r}");
     }
 }
+
+/// Protocol violations on ICS flows raise `malformed` (info) with the violation's
+/// bounded name, one event per (sender, receiver, violation), counting its occurrences.
+#[test]
+fn protocol_violations_raise_malformed_with_their_names() {
+    let r = replay("malformed/zeek_modbus_fuzz-72.pcap", &[]);
+    let m = of_kind(&r, "malformed");
+    let names: std::collections::BTreeSet<&str> =
+        m.iter().map(|a| a["violation"].as_str().unwrap()).collect();
+    assert!(names.contains("modbus_bad_length"), "{m:?}");
+    assert!(names.contains("modbus_bad_protocol_id"), "{m:?}");
+    assert!(
+        m.iter()
+            .all(|a| a["severity"] == "info" && a["protocol"] == "modbus")
+    );
+    // Counts add up to the violations the report counts.
+    let total: u64 = m.iter().map(|a| a["count"].as_u64().unwrap()).sum();
+    let counted: u64 = r["violations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, counted, "{m:?} vs {}", r["violations"]);
+
+    let r = replay("malformed/iti_openics_dnp3_malformed.pcap", &[]);
+    let m = of_kind(&r, "malformed");
+    assert!(
+        m.iter().any(|a| a["violation"] == "dnp3_object_overrun"),
+        "{m:?}"
+    );
+}
