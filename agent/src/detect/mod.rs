@@ -24,6 +24,8 @@ mod malformed;
 pub mod rate;
 mod scan;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use crate::command::Cmd;
 use crate::decode::{Addr, Mac};
