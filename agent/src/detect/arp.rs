@@ -52,6 +52,17 @@ const SWEEP: usize = 512;
 
 const NO_MAC: Mac = [0; 6];
 
+/// A MAC as a table key.
+fn mac64(m: &Mac) -> u64 {
+    let [a, b, c, d, e, f] = *m;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+}
+
+fn mac_of(k: u64) -> Mac {
+    let [_, _, a, b, c, d, e, f] = k.to_be_bytes();
+    [a, b, c, d, e, f]
+}
+
 /// VRRP (RFC 5798: 00-00-5E-00-01-{VRID}, IPv6 00-00-5E-00-02-{VRID}), HSRP v1
 /// (00-00-0C-07-AC-{group}) and v2 (00-00-0C-9F-F{group}), GLBP (00-07-B4-00-…): MACs
 /// that move between routers by design.
@@ -94,11 +105,11 @@ impl MacState {
             if let Some(t) = self.seen.get_mut(i) {
                 *t = now;
             }
-        } else if let Some(i) = self.seen.iter().position(|t| !live(t)) {
-            if let (Some(x), Some(t)) = (self.ips.get_mut(i), self.seen.get_mut(i)) {
-                *x = ip;
-                *t = now;
-            }
+        } else if let Some(i) = self.seen.iter().position(|t| !live(t))
+            && let (Some(x), Some(t)) = (self.ips.get_mut(i), self.seen.get_mut(i))
+        {
+            *x = ip;
+            *t = now;
         }
         self.seen.iter().filter(|t| live(t)).count()
     }
@@ -123,7 +134,8 @@ enum Why {
 pub(crate) struct ArpWatch {
     inventory: Table<u32, Binding>,
     learnt: Table<u32, Binding>,
-    macs: Table<Mac, MacState>,
+    /// By [`mac64`].
+    macs: Table<u64, MacState>,
     asked: Table<u32, Ts>,
     /// The first time seen: seeded bindings count as confirmed then.
     start: Option<Ts>,
@@ -204,7 +216,7 @@ impl ArpWatch {
 
     fn is_proxy(&self, mac: &Mac, now: Ts) -> bool {
         self.macs
-            .find(mac)
+            .find(&mac64(mac))
             .and_then(|s| self.macs.get(s))
             .is_some_and(|m| m.is_proxy(now))
     }
@@ -330,7 +342,7 @@ impl ArpWatch {
         if gratuitous && !virtual_mac(&from) {
             let w = window_ns(cfg.window);
             let at = cfg.gratuitous.max(1);
-            let (s, _) = self.macs.upsert(from);
+            let (s, _) = self.macs.upsert(mac64(&from));
             if let Some(m) = self.macs.get_mut(s) {
                 let n = m.grat.add(now, w, 1);
                 if m.ep.ongoing(now) {
@@ -385,7 +397,7 @@ impl ArpWatch {
             );
         }
         if self.bind(cfg, now, start, sip, smac, sender_proxy, out) {
-            let (s, _) = self.macs.upsert(smac);
+            let (s, _) = self.macs.upsert(mac64(&smac));
             if let Some(m) = self.macs.get_mut(s) {
                 m.claim(sip, now);
             }
@@ -496,7 +508,7 @@ impl ArpWatch {
             if let Some(n) = m.ep.tick(now)
                 && cfg.enabled
             {
-                out.push(storm_continuing(cfg, now, *mac, n));
+                out.push(storm_continuing(cfg, now, mac_of(*mac), n));
             }
         }
     }

@@ -97,7 +97,7 @@ impl Flood {
         let w = window_ns(cfg.window);
         let (ds, _) = self.dests.upsert(c.server);
         let to_dst = self.dests.get_mut(ds).map_or(0, |d| d.ring.add(now, w, 1));
-        let (ps, _) = self.ports.upsert((c.server, c.port));
+        let (ps, _) = self.ports.upsert_with((c.server, c.port), Distinct::clear);
         let sources = self
             .ports
             .get_mut(ps)

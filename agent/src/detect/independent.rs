@@ -12,7 +12,7 @@
 //! thresholds and keeps every table. Time is the `now` given with each fact, never a
 //! clock. Every table is allocated by [`Independent::new`] with a fixed capacity and an
 //! LRU eviction counted in [`Independent::tables`]: [`Independent::memory_bytes`] (about
-//! 13 MiB with the default sizes) never changes afterwards, whatever the traffic.
+//! 11.2 MiB with the default sizes) never changes afterwards, whatever the traffic.
 //!
 //! Findings are not per packet: each detector reports when its threshold is crossed,
 //! then at most every 10 s per key with the occurrences since (the tick flushes what is

@@ -25,6 +25,8 @@ pub mod rate;
 mod scan;
 pub mod site;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use crate::command::Cmd;
 use crate::decode::{Addr, Mac};

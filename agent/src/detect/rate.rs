@@ -4,11 +4,12 @@
 //! The band is an exponentially weighted mean and variance (weight `alpha`, default
 //! 0.1). After `min_samples` minutes (default 30) a minute whose count leaves
 //! mean ± max(`k`·σ, `min_deviation`·mean, [`FLOOR`] packets) — defaults k = 4,
-//! min_deviation = 0.5 — is a deviation. A deviating sample is folded into the model
-//! with a quarter of the weight ([`ANOMALY_WEIGHT`]), so a sustained change keeps firing
-//! every minute (one ongoing event per protocol) for a while — about 20 to 30 minutes
-//! for a tripling — and then becomes the new normal; a one-minute spike barely moves
-//! the band.
+//! min_deviation = 0.5 — is a deviation. A deviating sample is folded into the mean
+//! with a quarter of the weight ([`ANOMALY_WEIGHT`]) and into the variance as if it lay
+//! on the band's edge, so a sustained change keeps firing every minute (one ongoing
+//! event per protocol: the key is the protocol) for a while — about ten minutes for a
+//! tripling or a drop to nothing — and then becomes the new normal, while a one-minute
+//! spike barely moves the band.
 //!
 //! Samples come from `tick`'s cumulative packet counts: the delta at each minute
 //! boundary of packet time. The first (partial) minute is not a sample; neither is a
@@ -119,6 +120,17 @@ impl RateBand {
         self.var = (1.0 - alpha) * (self.var + diff * incr);
     }
 
+    /// A deviating sample: the mean moves with a quarter of the weight, and the
+    /// variance sees the sample as if it lay on the band's edge, so one outlier does not
+    /// blow the band open.
+    fn fold_outlier(&mut self, x: f64, band: f64) {
+        let alpha = self.alpha * ANOMALY_WEIGHT;
+        let diff = x - self.mean;
+        let clipped = diff.clamp(-band, band);
+        self.mean += alpha * diff;
+        self.var = (1.0 - alpha) * (self.var + alpha * clipped * clipped);
+    }
+
     /// Adds a sample; `Some` when the band was trusted and the sample left it.
     pub fn observe(&mut self, sample: f64) -> Option<Deviation> {
         if !sample.is_finite() {
@@ -139,7 +151,7 @@ impl RateBand {
                 mean: self.mean,
                 band,
             };
-            self.fold(sample, self.alpha * ANOMALY_WEIGHT);
+            self.fold_outlier(sample, band);
             return Some(d);
         }
         self.fold(sample, self.alpha);

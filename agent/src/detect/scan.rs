@@ -85,7 +85,7 @@ pub(crate) fn addr32(a: &Addr) -> u32 {
 
 /// A duration for a detail line: `60 s`, `1.5 s`, `200 ms`.
 pub(crate) fn fmt_ns(ns: u64) -> String {
-    if ns >= 1_000_000_000 && ns % 1_000_000_000 == 0 {
+    if ns >= 1_000_000_000 && ns.is_multiple_of(1_000_000_000) {
         format!("{} s", ns / 1_000_000_000)
     } else if ns >= 1_000_000_000 {
         format!("{:.1} s", ns as f64 / 1e9)
@@ -174,16 +174,19 @@ impl Scan {
                     }
                     _ => "refused, unanswered or empty connection attempts".to_string(),
                 };
-                let (s, _) = self.by_host.upsert((src, dst));
+                let (s, _) = self.by_host.upsert_with((src, dst), Distinct::clear);
                 let ports = self
                     .by_host
                     .get_mut(s)
                     .map_or(0, |d| d.insert(u32::from(port), now, w));
-                let (s, _) = self.by_port.upsert(PortKey {
-                    src,
-                    port,
-                    arp: false,
-                });
+                let (s, _) = self.by_port.upsert_with(
+                    PortKey {
+                        src,
+                        port,
+                        arp: false,
+                    },
+                    Distinct::clear,
+                );
                 let hosts = self
                     .by_port
                     .get_mut(s)
@@ -213,11 +216,14 @@ impl Scan {
                 }
             }
             Probe::Arp { target } => {
-                let (s, _) = self.by_port.upsert(PortKey {
-                    src,
-                    port: 0,
-                    arp: true,
-                });
+                let (s, _) = self.by_port.upsert_with(
+                    PortKey {
+                        src,
+                        port: 0,
+                        arp: true,
+                    },
+                    Distinct::clear,
+                );
                 let hosts = self
                     .by_port
                     .get_mut(s)

@@ -260,25 +260,31 @@ impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
     /// Inserts `key` (the caller checked it is absent), evicting the least recently used
     /// entry when full. Returns the new slot.
     pub fn insert(&mut self, key: K, val: V) -> u32 {
+        self.insert_with(key, |v| *v = val)
+    }
+
+    /// [`Table::insert`], the value set up in place by `init` (from whatever the slot
+    /// held: large values need not be built and copied).
+    pub fn insert_with(&mut self, key: K, init: impl FnOnce(&mut V)) -> u32 {
         if self.free == NIL {
             let oldest = self.head;
             self.remove(oldest);
             self.evictions += 1;
         }
-        self.insert_free(key, val).unwrap_or(NIL)
+        self.insert_free(key, init).unwrap_or(NIL)
     }
 
     /// Inserts `key` if there is room, without evicting.
     pub fn try_insert(&mut self, key: K, val: V) -> Option<u32> {
-        self.insert_free(key, val)
+        self.insert_free(key, |v| *v = val)
     }
 
-    fn insert_free(&mut self, key: K, val: V) -> Option<u32> {
+    fn insert_free(&mut self, key: K, init: impl FnOnce(&mut V)) -> Option<u32> {
         let slot = self.free;
         let s = self.slots.get_mut(slot as usize)?;
         self.free = s.next;
         s.key = key;
-        s.val = val;
+        init(&mut s.val);
         s.live = true;
         self.push_back(slot);
         let tag = self.tag(&key);
@@ -298,12 +304,17 @@ impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
     /// The slot of `key`, inserted with `V::default()` if absent (evicting when full),
     /// marked as used. The flag says whether it was inserted.
     pub fn upsert(&mut self, key: K) -> (u32, bool) {
+        self.upsert_with(key, |v| *v = V::default())
+    }
+
+    /// [`Table::upsert`], a new value set up in place by `init`.
+    pub fn upsert_with(&mut self, key: K, init: impl FnOnce(&mut V)) -> (u32, bool) {
         match self.find(&key) {
             Some(s) => {
                 self.touch(s);
                 (s, false)
             }
-            None => (self.insert(key, V::default()), true),
+            None => (self.insert_with(key, init), true),
         }
     }
 
@@ -388,11 +399,13 @@ impl Ring {
     }
 
     fn sum_at(&self, e: u64) -> u32 {
-        self.epochs
-            .iter()
-            .zip(self.counts.iter())
-            .filter(|(ep, _)| e.wrapping_sub(**ep) < RING as u64)
-            .fold(0u32, |acc, (_, c)| acc.saturating_add(*c))
+        let mut sum = 0u32;
+        for (ep, c) in self.epochs.iter().zip(&self.counts) {
+            if e.wrapping_sub(*ep) < RING as u64 {
+                sum = sum.saturating_add(*c);
+            }
+        }
+        sum
     }
 
     /// The count within the window ending at `now`.
@@ -435,6 +448,12 @@ impl Default for Distinct {
 }
 
 impl Distinct {
+    /// Empties the set in place.
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.last = Ts(0);
+    }
+
     /// Records `v` seen at `now` and returns how many distinct values were seen within
     /// `window_ns` up to `now` (`v` included; [`DISTINCT_CAP`] when the set is full).
     pub fn insert(&mut self, v: u32, now: Ts, window_ns: u64) -> u32 {
