@@ -336,6 +336,23 @@ struct PumpState {
     generation: u64,
 }
 
+impl PumpState {
+    /// Once a second: counters published, the learning period checked; once a minute:
+    /// the baseline saved.
+    fn periodic(&mut self, engine: &mut Engine, shared: &SourceShared, judging: &Judging) {
+        if self.last_publish.elapsed() < PUBLISH_EVERY {
+            return;
+        }
+        self.last_publish = Instant::now();
+        publish(engine, shared);
+        judging.check_learning(engine);
+        if self.last_save.elapsed() >= SAVE_EVERY {
+            self.last_save = Instant::now();
+            judging.save(engine, &shared.interface);
+        }
+    }
+}
+
 /// Publishes an engine's counters to the shared state.
 fn publish(engine: &mut Engine, shared: &SourceShared) {
     engine.sync_gauges();
@@ -377,15 +394,7 @@ fn pump(
                 n += 1;
                 if n & 1023 == 0 {
                     judging.sync_policy(engine, &mut st.generation);
-                    if st.last_publish.elapsed() >= PUBLISH_EVERY {
-                        st.last_publish = Instant::now();
-                        publish(engine, shared);
-                        judging.check_learning(engine);
-                        if st.last_save.elapsed() >= SAVE_EVERY {
-                            st.last_save = Instant::now();
-                            judging.save(engine, &shared.interface);
-                        }
-                    }
+                    st.periodic(engine, shared, judging);
                 }
             }
             Ok(Next::Idle) => {
@@ -398,15 +407,7 @@ fn pump(
                     engine.advance(wall_now());
                     judging.deliver(engine, None);
                 }
-                if st.last_publish.elapsed() >= PUBLISH_EVERY {
-                    st.last_publish = Instant::now();
-                    publish(engine, shared);
-                    judging.check_learning(engine);
-                    if st.last_save.elapsed() >= SAVE_EVERY {
-                        st.last_save = Instant::now();
-                        judging.save(engine, &shared.interface);
-                    }
-                }
+                st.periodic(engine, shared, judging);
             }
             Ok(Next::End) => return Ended::End,
             Err(e) => return Ended::Failed(e),

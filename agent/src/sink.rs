@@ -162,6 +162,7 @@ impl EventSink {
 /// One event version in the log: a JSON line, with the main fields as structured fields
 /// (journald: `EVENT_ID`, `EVENT_KIND`, `EVENT_SEVERITY`, `EVENT_VERSION`).
 fn log_event(e: &Event, json: &str) {
+    // Two arms because tracing's level must be a constant at each call site.
     match e.severity.as_str() {
         "critical" | "warning" => tracing::warn!(
             target: "infrawatch::event",
