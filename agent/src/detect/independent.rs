@@ -117,7 +117,8 @@ impl Independent {
             port: dport,
         };
         self.attempts.attempt(now, c, client_mac);
-        self.flood.added(&self.cfg.syn_flood, now, c, out);
+        let scan_on = self.cfg.port_scan.enabled;
+        self.flood.added(&self.cfg.syn_flood, scan_on, now, c, out);
     }
 
     /// The server answered an attempt with SYN-ACK (still half-open).
