@@ -1,12 +1,12 @@
 //! The detectors that need no site knowledge (DESIGN.md, "Detection"): `port_scan`
-//! (incl. stealth probes and ARP sweeps, [`super::scan`]), `syn_flood` (per destination
-//! and in total, [`super::flood`]), `arp_spoof` (binding changes, gratuitous-ARP storms,
-//! [`super::arp`]), `rate_anomaly` (EWMA band, [`super::rate`]), `malformed` (protocol
-//! violations, [`super::malformed`]), `goose` (publisher state, [`super::goose`]), and
-//! [`CaptureWatch`] (blind sensors, [`super::capture_watch`]) for the capture supervisor.
+//! (incl. stealth probes and ARP sweeps, `detect/scan.rs`), `syn_flood` (per destination
+//! and in total, `detect/flood.rs`), `arp_spoof` (binding changes, gratuitous-ARP storms,
+//! `detect/arp.rs`), `rate_anomaly` (EWMA band, [`super::rate`]), `malformed` (protocol
+//! violations, `detect/malformed.rs`), `goose` (publisher state, `detect/goose.rs`), and
+//! [`CaptureWatch`] (blind sensors, `detect/capture_watch.rs`) for the capture supervisor.
 //!
 //! [`Independent`] routes the engine's facts to them. The TCP facts go through one table
-//! of connection attempts ([`super::attempts`]) that tells both `port_scan` (which
+//! of connection attempts (`detect/attempts.rs`) that tells both `port_scan` (which
 //! attempts are probes) and `syn_flood` (which are half-open). Each detector is switched
 //! and tuned by its `[detectors.KIND]` section; [`Independent::configure`] swaps the
 //! thresholds and keeps every table. Time is the `now` given with each fact, never a

@@ -438,6 +438,48 @@ mod syn_flood {
     }
 
     #[test]
+    fn one_source_syn_scanning_many_ports_is_a_scan_not_a_flood() {
+        let (c, s) = (ip(10, 0, 0, 66), ip(10, 0, 0, 5));
+        let scan = |d: &mut Independent, out: &mut Vec<Finding>| {
+            for p in 0..300u16 {
+                d.tcp_attempt(ms(u64::from(p)), c, s, 1000 + p, None, out);
+            }
+            ticks(d, 1, 10, out);
+        };
+        let mut d = Independent::default();
+        let mut out = Vec::new();
+        scan(&mut d, &mut out);
+        assert!(of(&out, Kind::SynFlood).is_empty(), "{out:?}");
+        assert_eq!(of(&out, Kind::PortScan).len(), 1);
+        // With port_scan off, the half-open connections are still reported.
+        let mut cfg = Detectors::default();
+        cfg.port_scan.enabled = false;
+        let mut d = Independent::new(&cfg);
+        let mut out = Vec::new();
+        scan(&mut d, &mut out);
+        assert_eq!(of(&out, Kind::SynFlood).len(), 1, "{out:?}");
+        assert!(of(&out, Kind::PortScan).is_empty());
+    }
+
+    #[test]
+    fn configure_keeps_the_counts() {
+        let mut d = Independent::default();
+        let mut out = Vec::new();
+        let (c, s) = (ip(10, 0, 0, 66), ip(10, 0, 0, 5));
+        for i in 0..50 {
+            d.tcp_attempt(ms(i), c, s, 80, None, &mut out);
+        }
+        let mut cfg = Detectors::default();
+        cfg.syn_flood.half_open = 60;
+        d.configure(&cfg);
+        for i in 50..60 {
+            d.tcp_attempt(ms(i), c, s, 80, None, &mut out);
+        }
+        assert_eq!(of(&out, Kind::SynFlood).len(), 1);
+        assert_eq!(out[0].count, 60);
+    }
+
+    #[test]
     fn the_window_slides_and_refused_attempts_are_not_half_open() {
         let mut d = Independent::default();
         let mut out = Vec::new();
@@ -466,6 +508,28 @@ mod syn_flood {
 
 mod arp_spoof {
     use super::*;
+
+    #[test]
+    fn virtual_router_macs() {
+        use crate::detect::arp::virtual_mac;
+        for m in [
+            [0x00, 0x00, 0x5e, 0x00, 0x01, 0x07], // VRRP
+            [0x00, 0x00, 0x5e, 0x00, 0x02, 0x01], // VRRP for IPv6
+            [0x00, 0x00, 0x0c, 0x07, 0xac, 0x0a], // HSRP v1
+            [0x00, 0x00, 0x0c, 0x9f, 0xf0, 0x0a], // HSRP v2
+            [0x00, 0x00, 0x0c, 0x9f, 0xff, 0xff],
+        ] {
+            assert!(virtual_mac(&m), "{m:02x?}");
+        }
+        for m in [
+            [0x00, 0x00, 0x5e, 0x00, 0x03, 0x07],
+            [0x00, 0x00, 0x0c, 0x9f, 0xe0, 0x0a],
+            [0x00, 0x00, 0x0c, 0x07, 0xad, 0x0a],
+            [0x00, 0x1d, 0x9c, 0x00, 0x01, 0x07],
+        ] {
+            assert!(!virtual_mac(&m), "{m:02x?}");
+        }
+    }
 
     const GW: [u8; 4] = [10, 0, 0, 1];
     const REAL: Mac = [0x00, 0x1d, 0x9c, 0, 0, 1];
