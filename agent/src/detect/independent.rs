@@ -9,10 +9,12 @@
 //! of connection attempts (`detect/attempts.rs`) that tells both `port_scan` (which
 //! attempts are probes) and `syn_flood` (which are half-open). Each detector is switched
 //! and tuned by its `[detectors.KIND]` section; [`Independent::configure`] swaps the
-//! thresholds and keeps every table. Time is the `now` given with each fact, never a
+//! thresholds and keeps every table (only a changed `window` restarts the sliding
+//! counters of `syn_flood` and of gratuitous ARPs; the sets of distinct ports, hosts and
+//! sources keep their times and are read with the new window). Time is the `now` given with each fact, never a
 //! clock. Every table is allocated by [`Independent::new`] with a fixed capacity and an
 //! LRU eviction counted in [`Independent::tables`]: [`Independent::memory_bytes`] (about
-//! 11.2 MiB with the default sizes) never changes afterwards, whatever the traffic.
+//! 11.3 MiB with the default sizes) never changes afterwards, whatever the traffic.
 //!
 //! Findings are not per packet: each detector reports when its threshold is crossed,
 //! then at most every 10 s per key with the occurrences since (the tick flushes what is
