@@ -11,7 +11,9 @@
 //!   "total".
 //!
 //! A busy server that completes every handshake quickly does not fire: an established
-//! connection is taken back out of the window it was counted in. Thresholds are
+//! connection is taken back out of the window it was counted in. Neither does one
+//! source trying many ports of a host ([`SCAN_PORTS`] or more within the window, e.g. a
+//! SYN scan of a filtered host): `port_scan` reports that, unless it is switched off. Thresholds are
 //! reached-or-exceeded. Findings come when a threshold is crossed, then at most every
 //! 10 s with the half-open attempts counted since, while the flood goes on.
 //!
@@ -38,6 +40,49 @@ const SWEEP: usize = 512;
 struct Dest {
     ring: Ring,
     ep: Episode,
+    /// Who the attempts of the current and the previous (fixed) window came from and
+    /// went to: one source on many ports is a port scan, not a flood.
+    win: Ts,
+    cur: Senders,
+    prev: Senders,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Senders {
+    src: u32,
+    many: bool,
+    /// Ports seen, one bit per port modulo 64.
+    ports: u64,
+}
+
+/// A single source on at least this many ports (of the 64-bit port sketch) of a
+/// destination within the window is scanning it; `port_scan` reports that.
+pub(crate) const SCAN_PORTS: u32 = 16;
+
+impl Dest {
+    /// Records the attempt's source and port; whether the window's attempts look like
+    /// one source scanning ports.
+    fn scanned(&mut self, now: Ts, w: u64, src: u32, port: u16) -> bool {
+        let age = now.saturating_sub(self.win);
+        if age > w || self.cur.ports == 0 {
+            self.prev = if age <= w.saturating_mul(2) {
+                self.cur
+            } else {
+                Senders::default()
+            };
+            self.win = now;
+            self.cur = Senders {
+                src,
+                many: false,
+                ports: 0,
+            };
+        }
+        let (cur, prev) = (&mut self.cur, &self.prev);
+        cur.many |= src != cur.src;
+        cur.ports |= 1 << (port % 64);
+        let prev_same = prev.ports == 0 || (!prev.many && prev.src == cur.src);
+        !cur.many && prev_same && (cur.ports | prev.ports).count_ones() >= SCAN_PORTS
+    }
 }
 
 #[derive(Debug)]
@@ -90,22 +135,37 @@ impl Flood {
     }
 
     /// A new half-open attempt.
-    pub fn added(&mut self, cfg: &SynFlood, now: Ts, c: Conn, out: &mut Vec<Finding>) {
+    /// `scan_on`: `port_scan` is enabled (and reports one source scanning many ports).
+    pub fn added(
+        &mut self,
+        cfg: &SynFlood,
+        scan_on: bool,
+        now: Ts,
+        c: Conn,
+        out: &mut Vec<Finding>,
+    ) {
         if !cfg.enabled {
             return;
         }
         let w = window_ns(cfg.window);
         let (ds, _) = self.dests.upsert(c.server);
-        let to_dst = self.dests.get_mut(ds).map_or(0, |d| d.ring.add(now, w, 1));
+        let client = addr32(&c.client);
+        let (to_dst, scanned) = self.dests.get_mut(ds).map_or((0, false), |d| {
+            (d.ring.add(now, w, 1), d.scanned(now, w, client, c.port))
+        });
         let (ps, _) = self.ports.upsert_with((c.server, c.port), Distinct::clear);
         let sources = self
             .ports
             .get_mut(ps)
-            .map_or(0, |d| d.insert(addr32(&c.client), now, w));
+            .map_or(0, |d| d.insert(client, now, w));
         let total = self.total.add(now, w, 1);
         let half_open_at = cfg.half_open.max(1);
         let sources_at = cfg.distinct_sources.clamp(1, DISTINCT_CAP as u32);
         let (over_dst, over_src) = (to_dst >= half_open_at, sources >= sources_at);
+        if over_dst && scanned && scan_on {
+            // One source on many ports: a port scan.
+            return;
+        }
         if over_dst || over_src {
             let Some(d) = self.dests.get_mut(ds) else {
                 return;

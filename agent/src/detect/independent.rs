@@ -1,18 +1,20 @@
 //! The detectors that need no site knowledge (DESIGN.md, "Detection"): `port_scan`
-//! (incl. stealth probes and ARP sweeps, [`super::scan`]), `syn_flood` (per destination
-//! and in total, [`super::flood`]), `arp_spoof` (binding changes, gratuitous-ARP storms,
-//! [`super::arp`]), `rate_anomaly` (EWMA band, [`super::rate`]), `malformed` (protocol
-//! violations, [`super::malformed`]), `goose` (publisher state, [`super::goose`]), and
-//! [`CaptureWatch`] (blind sensors, [`super::capture_watch`]) for the capture supervisor.
+//! (incl. stealth probes and ARP sweeps, `detect/scan.rs`), `syn_flood` (per destination
+//! and in total, `detect/flood.rs`), `arp_spoof` (binding changes, gratuitous-ARP storms,
+//! `detect/arp.rs`), `rate_anomaly` (EWMA band, [`super::rate`]), `malformed` (protocol
+//! violations, `detect/malformed.rs`), `goose` (publisher state, `detect/goose.rs`), and
+//! [`CaptureWatch`] (blind sensors, `detect/capture_watch.rs`) for the capture supervisor.
 //!
 //! [`Independent`] routes the engine's facts to them. The TCP facts go through one table
-//! of connection attempts ([`super::attempts`]) that tells both `port_scan` (which
+//! of connection attempts (`detect/attempts.rs`) that tells both `port_scan` (which
 //! attempts are probes) and `syn_flood` (which are half-open). Each detector is switched
 //! and tuned by its `[detectors.KIND]` section; [`Independent::configure`] swaps the
-//! thresholds and keeps every table. Time is the `now` given with each fact, never a
+//! thresholds and keeps every table (only a changed `window` restarts the sliding
+//! counters of `syn_flood` and of gratuitous ARPs; the sets of distinct ports, hosts and
+//! sources keep their times and are read with the new window). Time is the `now` given with each fact, never a
 //! clock. Every table is allocated by [`Independent::new`] with a fixed capacity and an
 //! LRU eviction counted in [`Independent::tables`]: [`Independent::memory_bytes`] (about
-//! 11.2 MiB with the default sizes) never changes afterwards, whatever the traffic.
+//! 11.3 MiB with the default sizes) never changes afterwards, whatever the traffic.
 //!
 //! Findings are not per packet: each detector reports when its threshold is crossed,
 //! then at most every 10 s per key with the occurrences since (the tick flushes what is
@@ -117,7 +119,8 @@ impl Independent {
             port: dport,
         };
         self.attempts.attempt(now, c, client_mac);
-        self.flood.added(&self.cfg.syn_flood, now, c, out);
+        let scan_on = self.cfg.port_scan.enabled;
+        self.flood.added(&self.cfg.syn_flood, scan_on, now, c, out);
     }
 
     /// The server answered an attempt with SYN-ACK (still half-open).

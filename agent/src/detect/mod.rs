@@ -8,7 +8,9 @@
 //! and last time update (a long scan is one event, not one per packet).
 //!
 //! - [`independent`]: the detectors that need no site knowledge (`port_scan`,
-//!   `syn_flood`, `arp_spoof`, `rate_anomaly`, `malformed`, `goose`);
+//!   `syn_flood`, `arp_spoof`, `rate_anomaly`, `malformed`, `goose`), one module each
+//!   (`scan`, `flood` over the TCP `attempts`, `arp`, [`rate`], `malformed`, `goose`),
+//!   all state in the fixed-capacity tables of `table`;
 //! - [`site`]: the ones that judge against the policy (`policy_violation`,
 //!   `ics_command`, `new_asset`, `new_conversation`, `silence`);
 //! - `capture` is judged by the capture threads' supervisor (`run.rs`) with

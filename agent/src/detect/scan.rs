@@ -169,10 +169,8 @@ impl Scan {
         let detail = match p {
             Probe::Tcp { dst, port } | Probe::Stealth { dst, port, .. } => {
                 let how = match p {
-                    Probe::Stealth { flags, .. } => {
-                        format!("{} probes", stealth_name(flags).unwrap_or("stealth"))
-                    }
-                    _ => "refused, unanswered or empty connection attempts".to_string(),
+                    Probe::Stealth { flags, .. } => stealth_name(flags).unwrap_or("stealth"),
+                    _ => "refused, unanswered or empty connection",
                 };
                 let (s, _) = self.by_host.upsert_with((src, dst), Distinct::clear);
                 let ports = self
@@ -197,7 +195,7 @@ impl Scan {
                         Some(dst),
                         format!(
                             "{src} probed {ports} distinct ports of {dst} within {} \
-                             (threshold {ports_at}): {how}",
+                             (threshold {ports_at}): {how} probes",
                             fmt_ns(w)
                         ),
                     ))
@@ -207,7 +205,7 @@ impl Scan {
                         None,
                         format!(
                             "{src} probed port {port} on {hosts} hosts within {} \
-                             (threshold {hosts_at}): {how}",
+                             (threshold {hosts_at}): {how} probes",
                             fmt_ns(w)
                         ),
                     ))

@@ -326,7 +326,12 @@ impl<K: Hash + Eq + Copy + Default, V: Default> Table<K, V> {
         budget: usize,
     ) -> impl Iterator<Item = u32> + use<K, V> {
         let high = self.high;
-        let n = budget.min(high as usize);
+        // An empty table has nothing to sweep.
+        let n = if self.len == 0 {
+            0
+        } else {
+            budget.min(high as usize)
+        };
         let start = if *cursor >= high { 0 } else { *cursor };
         *cursor = if high == 0 {
             0

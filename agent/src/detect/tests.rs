@@ -438,6 +438,48 @@ mod syn_flood {
     }
 
     #[test]
+    fn one_source_syn_scanning_many_ports_is_a_scan_not_a_flood() {
+        let (c, s) = (ip(10, 0, 0, 66), ip(10, 0, 0, 5));
+        let scan = |d: &mut Independent, out: &mut Vec<Finding>| {
+            for p in 0..300u16 {
+                d.tcp_attempt(ms(u64::from(p)), c, s, 1000 + p, None, out);
+            }
+            ticks(d, 1, 10, out);
+        };
+        let mut d = Independent::default();
+        let mut out = Vec::new();
+        scan(&mut d, &mut out);
+        assert!(of(&out, Kind::SynFlood).is_empty(), "{out:?}");
+        assert_eq!(of(&out, Kind::PortScan).len(), 1);
+        // With port_scan off, the half-open connections are still reported.
+        let mut cfg = Detectors::default();
+        cfg.port_scan.enabled = false;
+        let mut d = Independent::new(&cfg);
+        let mut out = Vec::new();
+        scan(&mut d, &mut out);
+        assert_eq!(of(&out, Kind::SynFlood).len(), 1, "{out:?}");
+        assert!(of(&out, Kind::PortScan).is_empty());
+    }
+
+    #[test]
+    fn configure_keeps_the_counts() {
+        let mut d = Independent::default();
+        let mut out = Vec::new();
+        let (c, s) = (ip(10, 0, 0, 66), ip(10, 0, 0, 5));
+        for i in 0..50 {
+            d.tcp_attempt(ms(i), c, s, 80, None, &mut out);
+        }
+        let mut cfg = Detectors::default();
+        cfg.syn_flood.half_open = 60;
+        d.configure(&cfg);
+        for i in 50..60 {
+            d.tcp_attempt(ms(i), c, s, 80, None, &mut out);
+        }
+        assert_eq!(of(&out, Kind::SynFlood).len(), 1);
+        assert_eq!(out[0].count, 60);
+    }
+
+    #[test]
     fn the_window_slides_and_refused_attempts_are_not_half_open() {
         let mut d = Independent::default();
         let mut out = Vec::new();
@@ -466,6 +508,28 @@ mod syn_flood {
 
 mod arp_spoof {
     use super::*;
+
+    #[test]
+    fn virtual_router_macs() {
+        use crate::detect::arp::virtual_mac;
+        for m in [
+            [0x00, 0x00, 0x5e, 0x00, 0x01, 0x07], // VRRP
+            [0x00, 0x00, 0x5e, 0x00, 0x02, 0x01], // VRRP for IPv6
+            [0x00, 0x00, 0x0c, 0x07, 0xac, 0x0a], // HSRP v1
+            [0x00, 0x00, 0x0c, 0x9f, 0xf0, 0x0a], // HSRP v2
+            [0x00, 0x00, 0x0c, 0x9f, 0xff, 0xff],
+        ] {
+            assert!(virtual_mac(&m), "{m:02x?}");
+        }
+        for m in [
+            [0x00, 0x00, 0x5e, 0x00, 0x03, 0x07],
+            [0x00, 0x00, 0x0c, 0x9f, 0xe0, 0x0a],
+            [0x00, 0x00, 0x0c, 0x07, 0xad, 0x0a],
+            [0x00, 0x1d, 0x9c, 0x00, 0x01, 0x07],
+        ] {
+            assert!(!virtual_mac(&m), "{m:02x?}");
+        }
+    }
 
     const GW: [u8; 4] = [10, 0, 0, 1];
     const REAL: Mac = [0x00, 0x1d, 0x9c, 0, 0, 1];
@@ -1158,7 +1222,11 @@ mod captures {
     /// Feeds a capture's TCP and ARP facts to a fresh `Independent`, ticking every
     /// second of packet time, ending what is left at the end.
     fn replay(rel: &str) -> Vec<Finding> {
-        let mut d = Independent::default();
+        replay_with(rel, &Detectors::default())
+    }
+
+    fn replay_with(rel: &str, cfg: &Detectors) -> Vec<Finding> {
+        let mut d = Independent::new(cfg);
         let mut out = Vec::new();
         let path = pcap_path(rel);
         let mut src = PcapFile::open(&path).unwrap();
@@ -1169,7 +1237,9 @@ mod captures {
             let now = p.ts;
             last = now;
             let s = now.secs();
-            let from = tick.map_or(s, |t| t + 1);
+            // Every second of packet time, except across gaps of more than an hour
+            // (some captures are stitched from sessions years apart).
+            let from = tick.map_or(s, |t| if s > t + 3600 { s } else { t + 1 });
             for t in from..=s {
                 d.tick(Ts::from_secs(t), &NO_PACKETS, &mut out);
             }
@@ -1309,5 +1379,47 @@ mod captures {
             let out = replay(rel);
             assert!(out.is_empty(), "{rel}: {out:?}");
         }
+    }
+
+    #[test]
+    fn a_small_scan_counts_connect_refused_and_stealth_probes() {
+        // Connect scans of 80 and 443 (RST by the scanner after the handshake), SYNs
+        // refused on 445 and 3389, then FIN, NULL and XMAS probes: seven probes of
+        // seven ports.
+        let rel = "scans/ndpi_tcp_scan.pcap";
+        assert!(replay(rel).is_empty(), "below the default threshold");
+        let mut cfg = Detectors::default();
+        cfg.port_scan.distinct_ports = 7;
+        let out = replay_with(rel, &cfg);
+        let f = of(&out, Kind::PortScan);
+        assert_eq!(f.len(), 1, "{out:?}");
+        assert_eq!(f[0].count, 7);
+        assert_eq!(f[0].src, Some(ip(192, 168, 1, 178)));
+        cfg.port_scan.distinct_ports = 8;
+        assert!(replay_with(rel, &cfg).is_empty());
+    }
+
+    /// Every shared capture that holds no scan, flood or spoofing raises nothing.
+    #[test]
+    fn ordinary_captures_raise_nothing() {
+        let root = pcap_path("");
+        let attacks = ["scans", "floods", "arp_spoofing", "truth"];
+        let mut n = 0;
+        let mut dirs: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .filter(|d| d.is_dir() && !attacks.iter().any(|a| d.ends_with(a)))
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            for f in std::fs::read_dir(&dir).unwrap() {
+                let f = f.unwrap().path();
+                let rel = f.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
+                let out = replay(&rel);
+                assert!(out.is_empty(), "{rel}: {out:?}");
+                n += 1;
+            }
+        }
+        assert!(n > 40, "{n} captures");
     }
 }
