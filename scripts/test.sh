@@ -22,6 +22,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked --workspace
 
+step "bounded detector memory under a spoofed flood of 10 M sources (slow in debug: ~25 s)"
+cargo test --locked -p infrawatch-agent --lib -- --ignored --exact detect::tests::a_spoofed_flood_of_10m_does_not_grow_memory
+
 step "fuzz targets: build, then ${FUZZ_SECONDS:-5} s each"
 scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 
