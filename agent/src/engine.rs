@@ -311,6 +311,7 @@ impl PduSink for L2Ctx<'_> {
                 (self.src, self.dst),
                 pdu,
                 self.ts,
+                &d.events,
                 &mut d.findings,
             );
         }
@@ -353,6 +354,7 @@ impl PduSink for Ctx<'_> {
                 macs,
                 pdu,
                 self.ts,
+                &d.events,
                 &mut d.findings,
             );
         }
@@ -787,7 +789,10 @@ impl Engine {
         if let Some(f) = flags {
             let before = flow.tcp;
             flow.tcp_update(from_a, f);
-            if let Some(d) = detect.as_deref_mut() {
+            // Only a new flow or a change of TCP state is a fact for the detectors.
+            if (created || flow.tcp != before)
+                && let Some(d) = detect.as_deref_mut()
+            {
                 tcp_facts(d, flow, &key, before, from_a, f, created, frame.src_mac, ts);
             }
         }

@@ -203,6 +203,8 @@ pub struct Events {
     /// Open events closed early to make room.
     pub evictions: u64,
     last_sweep_sec: u64,
+    /// Open events with an update not emitted yet (the tick's sweep is skipped at 0).
+    dirty: usize,
 }
 
 fn mac_text(m: &crate::decode::Mac) -> String {
@@ -221,6 +223,7 @@ impl Events {
             counts: AnomalyCounts::default(),
             evictions: 0,
             last_sweep_sec: 0,
+            dirty: 0,
         }
     }
 
@@ -263,12 +266,17 @@ impl Events {
                 if !f.detail.is_empty() {
                     o.event.detail = f.detail;
                 }
-                o.dirty = true;
                 if ts.saturating_sub(o.emitted_ns) >= UPDATE_EVERY_NS {
                     o.event.version += 1;
                     o.emitted_ns = ts;
-                    o.dirty = false;
+                    if o.dirty {
+                        o.dirty = false;
+                        self.dirty = self.dirty.saturating_sub(1);
+                    }
                     self.outbox.push(o.event.clone());
+                } else if !o.dirty {
+                    o.dirty = true;
+                    self.dirty += 1;
                 }
             }
             return;
@@ -318,6 +326,9 @@ impl Events {
     }
 
     fn close(&mut self, mut o: Open) {
+        if o.dirty {
+            self.dirty = self.dirty.saturating_sub(1);
+        }
         o.event.closed = true;
         o.event.version += 1;
         self.outbox.push(o.event);
@@ -343,7 +354,10 @@ impl Events {
                 None => break,
             }
         }
-        // Due updates: bounded by the table size, and only dirty ones cost anything.
+        // Due updates: bounded by the table size, and only when some event has one.
+        if self.dirty == 0 {
+            return;
+        }
         let slots: Vec<u32> = self.open.iter_slots().collect();
         for slot in slots {
             if let Some(o) = self.open.get_mut(slot)
@@ -353,6 +367,7 @@ impl Events {
                 o.event.version += 1;
                 o.emitted_ns = now.0;
                 o.dirty = false;
+                self.dirty = self.dirty.saturating_sub(1);
                 self.outbox.push(o.event.clone());
             }
         }
@@ -366,6 +381,11 @@ impl Events {
                 None => break,
             }
         }
+    }
+
+    /// Whether findings of (kind, key) would update an open event.
+    pub fn is_open(&self, kind: Kind, key: u64) -> bool {
+        self.open.find(&(kind.index() as u8, key)).is_some()
     }
 
     pub fn open_events(&self) -> usize {

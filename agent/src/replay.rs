@@ -64,10 +64,14 @@ pub struct Latest {
 }
 
 impl Latest {
+    #[inline]
     pub fn take(&mut self, engine: &mut Engine) {
         let Some(d) = engine.detect.as_deref_mut() else {
             return;
         };
+        if d.events.outbox.is_empty() {
+            return;
+        }
         for e in d.events.outbox.drain(..) {
             if !self.latest.contains_key(&e.id) {
                 self.order.push(e.id.clone());

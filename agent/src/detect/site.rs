@@ -272,26 +272,21 @@ impl CompiledPolicy {
         })
     }
 
-    /// Why rule `rule` does not allow this request (None: it does).
-    pub fn deny_reason(&self, rule: u16, pdu: &Pdu<'_>, cmd: Cmd) -> Option<String> {
+    /// Why rule `rule` does not allow this request (None: it does). Cheap: nothing is
+    /// formatted until [`CompiledPolicy::deny_text`] is asked.
+    pub fn deny(&self, rule: u16, pdu: &Pdu<'_>, cmd: Cmd) -> Option<Deny> {
         let Some(r) = self.rule(rule) else {
-            return Some("no [[allow]] rule matches this flow".to_string());
+            return Some(Deny::NoRule);
         };
-        let name = self.rule_name(rule).unwrap_or("?");
         if let Some(cmds) = &r.cmds
             && cmds.binary_search(&cmd).is_err()
         {
-            return Some(format!(
-                "{} is not in the functions of rule \"{name}\"",
-                cmd.name()
-            ));
+            return Some(Deny::Function);
         }
         if let (Some(units), Some(u)) = (&r.units, pdu.unit)
             && !units.contains(&u)
         {
-            return Some(format!(
-                "unit {u} is not in the unit_ids of rule \"{name}\""
-            ));
+            return Some(Deny::Unit(u));
         }
         for range in [pdu.range, pdu.range2].into_iter().flatten() {
             let (spans, what) = match range.space {
@@ -308,12 +303,23 @@ impl CompiledPolicy {
                 .iter()
                 .any(|s| u32::from(s.first) <= first && last <= u32::from(s.last));
             if !inside {
-                return Some(format!(
-                    "{what} {first}-{last} are outside the {what} of rule \"{name}\""
-                ));
+                return Some(Deny::Range { what, first, last });
             }
         }
         None
+    }
+
+    /// Why rule `rule` does not allow `cmd`, for people.
+    pub fn deny_text(&self, rule: u16, cmd: Cmd, d: &Deny) -> String {
+        let name = self.rule_name(rule).unwrap_or("?");
+        match d {
+            Deny::NoRule => "no [[allow]] rule matches this flow".to_string(),
+            Deny::Function => format!("{} is not in the functions of rule \"{name}\"", cmd.name()),
+            Deny::Unit(u) => format!("unit {u} is not in the unit_ids of rule \"{name}\""),
+            Deny::Range { what, first, last } => {
+                format!("{what} {first}-{last} are outside the {what} of rule \"{name}\"")
+            }
+        }
     }
 
     pub fn knows_ip(&self, ip: Addr) -> bool {
@@ -380,6 +386,19 @@ impl crate::learn::Allows for CompiledPolicy {
     fn knows_asset(&self, ip: Option<Addr>, mac: Option<Mac>) -> bool {
         ip.is_some_and(|i| self.knows_ip(i)) || mac.is_some_and(|m| self.knows_mac(&m))
     }
+}
+
+/// Why a rule does not allow a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deny {
+    NoRule,
+    Function,
+    Unit(u32),
+    Range {
+        what: &'static str,
+        first: u32,
+        last: u32,
+    },
 }
 
 /// The two ends of a request: addresses for IP flows, MACs for link-layer ones.
@@ -689,6 +708,7 @@ impl Site {
         macs: (Option<Mac>, Option<Mac>),
         pdu: &Pdu<'_>,
         now: Ts,
+        open: &crate::event::Events,
         out: &mut Vec<Finding>,
     ) {
         let ends = Ends {
@@ -697,7 +717,7 @@ impl Site {
             client_mac: macs.0,
             server_mac: macs.1,
         };
-        self.judge_request(p, rule, &ends, pdu, now, out);
+        self.judge_request(p, rule, &ends, pdu, now, open, out);
     }
 
     /// A link-layer request (PROFINET DCP…): the ends are MACs.
@@ -708,6 +728,7 @@ impl Site {
         macs: (Mac, Mac),
         pdu: &Pdu<'_>,
         now: Ts,
+        open: &crate::event::Events,
         out: &mut Vec<Finding>,
     ) {
         let ends = Ends {
@@ -716,9 +737,13 @@ impl Site {
             client_mac: Some(macs.0),
             server_mac: Some(macs.1),
         };
-        self.judge_request(p, rule, &ends, pdu, now, out);
+        self.judge_request(p, rule, &ends, pdu, now, open, out);
     }
 
+    /// `open`: the event layer, asked whether the finding's event is open already (its
+    /// detail is then not formatted again: a command repeated every 100 ms costs a
+    /// count, not a string).
+    #[allow(clippy::too_many_arguments)]
     fn judge_request(
         &mut self,
         p: Option<&CompiledPolicy>,
@@ -726,6 +751,7 @@ impl Site {
         ends: &Ends,
         pdu: &Pdu<'_>,
         now: Ts,
+        open: &crate::event::Events,
         out: &mut Vec<Finding>,
     ) {
         let client = ends.client.unwrap_or_default();
@@ -738,17 +764,14 @@ impl Site {
             class,
             Class::Write | Class::Control | Class::Program | Class::State | Class::Config
         );
-        let (reason, kind) = match p {
+        let (deny, kind) = match p {
             None => {
                 // No policy: nothing is authorized; every command that changes the
                 // process is reported (writes at info, by their class's severity).
                 if !judged {
                     return;
                 }
-                (
-                    "no policy is loaded: nothing is authorized".to_string(),
-                    Kind::IcsCommand,
-                )
+                (None, Kind::IcsCommand)
             }
             Some(p) => {
                 if rule != NO_RULE {
@@ -759,7 +782,7 @@ impl Site {
                     }
                 }
                 let d = &p.policy.detectors;
-                let Some(reason) = p.deny_reason(rule, pdu, cmd) else {
+                let Some(deny) = p.deny(rule, pdu, cmd) else {
                     return;
                 };
                 if p.in_maintenance(client, server, now) {
@@ -782,14 +805,14 @@ impl Site {
                     {
                         *c += 1;
                     }
-                    (reason, Kind::IcsCommand)
+                    (Some(deny), Kind::IcsCommand)
                 } else {
                     if rule == NO_RULE || !d.policy_violation.enabled {
                         // The flow itself was reported as a policy violation.
                         return;
                     }
                     self.bump_violation(p, client, server);
-                    (reason, Kind::PolicyViolation)
+                    (Some(deny), Kind::PolicyViolation)
                 }
             }
         };
@@ -810,6 +833,15 @@ impl Site {
         x.proto = Some(cmd.proto());
         x.cmd = Some(cmd);
         x.rule = (rule != NO_RULE).then_some(rule);
+        if open.is_open(kind, x.key) {
+            // An update of an open event: its count, not a new text.
+            out.push(x);
+            return;
+        }
+        let reason = match (p, deny) {
+            (Some(p), Some(d)) => p.deny_text(rule, cmd, &d),
+            _ => "no policy is loaded: nothing is authorized".to_string(),
+        };
         let object = pdu
             .object
             .map(|o| crate::asset::clean(Some(o)).unwrap_or_default())
