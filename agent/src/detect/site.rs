@@ -721,6 +721,7 @@ impl Site {
     }
 
     /// A link-layer request (PROFINET DCP…): the ends are MACs.
+    #[allow(clippy::too_many_arguments)]
     pub fn request_l2(
         &mut self,
         p: Option<&CompiledPolicy>,
