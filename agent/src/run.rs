@@ -392,8 +392,14 @@ fn pump(
                 judging.deliver(engine, Some(&p));
                 shared.last_packet_ns.store(p.ts.0, Ordering::Relaxed);
                 n += 1;
-                if n & 1023 == 0 {
+                if n == 1 || n & 63 == 0 {
+                    // A learning period starts with the first packet and ends in packet
+                    // time (a replayed capture runs faster than the clock); a new policy
+                    // is taken within 64 packets (one relaxed atomic load).
+                    judging.check_learning(engine);
                     judging.sync_policy(engine, &mut st.generation);
+                }
+                if n & 1023 == 0 {
                     st.periodic(engine, shared, judging);
                 }
             }

@@ -128,3 +128,69 @@ fn events_are_stored_with_evidence_and_the_baseline_survives_a_restart() {
     // Event ids of the two runs differ (another boot id).
     assert_ne!(second[0]["id"], events[0]["id"]);
 }
+
+/// `mode = "learn"`: `run` learns for `[learning] duration` of packet time, writes the
+/// learnt policy into the state directory, then judges the rest of the traffic against
+/// it; a restart monitors with it at once.
+#[test]
+fn learn_mode_learns_then_monitors_with_the_learnt_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"dnp3-site\"\nmode = \"learn\"\n[learning]\nduration = \"100s\"\nthen = \"monitor\"\n",
+    )
+    .unwrap();
+    // 122 s of a DNP3 master polling an outstation.
+    let cap = frames::shared("dnp3/icsnpp_dnp3_example.pcap");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"learner\"\npolicy = \"{}\"\nstate_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\npace = \"max\"\nat_end = \"exit\"\n",
+            policy.display(),
+            state.display(),
+            cap.display()
+        ),
+    )
+    .unwrap();
+    let log = run(&config);
+    assert!(log.contains("mode = learn: learning"), "{log}");
+    assert!(
+        log.contains("learning period over: learnt policy written"),
+        "{log}"
+    );
+    assert!(log.contains("monitoring with the learnt policy"), "{log}");
+    let learnt = std::fs::read_to_string(state.join("learnt-policy.toml")).unwrap();
+    assert!(learnt.contains("protocol = \"dnp3\""), "{learnt}");
+    // It is a valid policy for `check`.
+    let out = Command::new(env!("CARGO_BIN_EXE_infrawatch-agent"))
+        .args(["check", "--policy"])
+        .arg(state.join("learnt-policy.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The rest of the capture is what was learnt: nothing opened after the switch
+    // (while learning, the no-policy rule reported the master's control commands; the
+    // first 100 s hold its selects and operates, so they are learnt).
+    let start = frames::read("dnp3/icsnpp_dnp3_example.pcap")[0].ts_ns;
+    let events = stored_events(&state);
+    let after: Vec<_> = events
+        .iter()
+        .filter(|e| e["first_ns"].as_u64().unwrap() > start + 101_000_000_000)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|e| e["kind"] != "policy_violation" && e["kind"] != "ics_command"),
+        "{after:?}"
+    );
+    // A restart: learning is over, the learnt policy is in force at once.
+    let log = run(&config);
+    assert!(log.contains("learning finished in an earlier run"), "{log}");
+}
