@@ -19,6 +19,7 @@ pub mod diag;
 pub mod doc;
 pub mod filter;
 pub mod policy;
+pub mod report;
 pub mod units;
 
 pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};
