@@ -50,7 +50,7 @@ impl std::hash::Hash for AssetKey {
 }
 
 /// What a protocol said about the device, trimmed to printable text.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnedIdentity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
@@ -147,6 +147,24 @@ impl Asset {
         r.extend(Asset::protos(self.used).map(|p| format!("{}_client", p.name())));
         r
     }
+}
+
+/// A device as saved in the state directory (`Assets::save` / `Assets::restore`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedAsset {
+    pub mac: Option<String>,
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub router: bool,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Protocols served and used, bit per protocol id.
+    #[serde(default)]
+    pub served: u64,
+    #[serde(default)]
+    pub used: u64,
+    #[serde(default)]
+    pub identity: Option<OwnedIdentity>,
 }
 
 /// Whether a MAC is a single station's (not broadcast/multicast, not zero).
@@ -426,6 +444,85 @@ impl Assets {
     }
 
     /// Every asset, oldest-seen first.
+    /// Every device, for the state directory.
+    pub fn save(&self) -> Vec<SavedAsset> {
+        self.iter()
+            .map(|a| SavedAsset {
+                mac: a.mac.as_ref().map(mac_string),
+                ips: a.ips().iter().map(|ip| ip.to_ip().to_string()).collect(),
+                router: a.router,
+                first_ns: a.first.0,
+                last_ns: a.last.0,
+                served: a.served,
+                used: a.used,
+                identity: a.identity.as_deref().cloned(),
+            })
+            .collect()
+    }
+
+    /// Devices saved by an earlier run: known again (not "new"), with their bindings,
+    /// roles and identity. Entries that do not parse are skipped; the table's bound holds.
+    pub fn restore(&mut self, saved: &[SavedAsset]) {
+        let track = std::mem::replace(&mut self.track_fresh, false);
+        let created = self.created;
+        for s in saved.iter().take(self.map.capacity()) {
+            let mac = s
+                .mac
+                .as_deref()
+                .and_then(infrawatch_config::filter::parse_mac);
+            let ips: Vec<Addr> = s
+                .ips
+                .iter()
+                .filter_map(|i| i.parse::<std::net::IpAddr>().ok())
+                .map(Addr::from_ip)
+                .take(MAX_IPS)
+                .collect();
+            let key = match (mac, ips.first()) {
+                (Some(m), _) => AssetKey::Mac(m),
+                (None, Some(ip)) => AssetKey::Ip(*ip),
+                (None, None) => continue,
+            };
+            let last = Ts(s.last_ns);
+            let Some(slot) = self.upsert(key, last) else {
+                continue;
+            };
+            if let Some(a) = self.map.get_mut(slot) {
+                a.first = Ts(s.first_ns.min(s.last_ns));
+                a.router = s.router;
+                a.served |= s.served;
+                a.used |= s.used;
+                if a.identity.is_none() {
+                    a.identity = s.identity.clone().map(Box::new);
+                }
+                for ip in &ips {
+                    a.add_ip(*ip);
+                }
+            }
+            if let Some(m) = mac {
+                for ip in &ips {
+                    let b = Binding {
+                        mac: m,
+                        inferred: false,
+                    };
+                    match self.bindings.find(ip) {
+                        Some(slot) => {
+                            if let Some(old) = self.bindings.get_mut(slot) {
+                                *old = b;
+                            }
+                        }
+                        None => {
+                            if self.bindings.insert(*ip, b, Self::epoch(last)).1.is_some() {
+                                self.evictions += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.track_fresh = track;
+        self.created = created;
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Asset> {
         self.map.iter_slots().filter_map(|s| self.map.get(s))
     }
@@ -468,6 +565,37 @@ mod tests {
 
     fn ip(d: u8) -> Addr {
         Addr::v4([10, 0, 0, d])
+    }
+
+    #[test]
+    fn saved_assets_come_back_known_with_their_bindings_and_roles() {
+        let mut t = Assets::new(100);
+        t.bind(ip(5), M1, false, Ts::from_secs(1));
+        t.endpoint(ip(5), Some(M1), Some(64), Ts::from_secs(2));
+        t.roles(ip(5), ip(9), Proto::Modbus, Ts::from_secs(3));
+        t.endpoint(ip(9), None, None, Ts::from_secs(4));
+        let saved = t.save();
+        let mut u = Assets::new(100);
+        u.track_fresh = true;
+        u.restore(&saved);
+        assert!(u.fresh.is_empty(), "restored devices are not new");
+        assert_eq!(u.len(), t.len());
+        assert_eq!(u.key_of(ip(5)), AssetKey::Mac(M1), "binding restored");
+        let a = u.iter().find(|a| a.mac == Some(M1)).unwrap();
+        assert_eq!(a.roles(), vec!["modbus_server".to_string()]);
+        assert_eq!(a.first, Ts::from_secs(1));
+        assert_eq!(u.save(), saved);
+        // Seen again: no new entry.
+        u.endpoint(ip(5), Some(M1), Some(64), Ts::from_secs(10));
+        assert!(u.fresh.is_empty());
+        // Garbage is skipped.
+        let mut v = Assets::new(100);
+        v.restore(&[SavedAsset {
+            mac: Some("not a mac".into()),
+            ips: vec!["nor an ip".into()],
+            ..SavedAsset::default()
+        }]);
+        assert!(v.is_empty());
     }
 
     #[test]

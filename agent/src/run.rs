@@ -200,7 +200,7 @@ impl Judging {
     /// source's saved baseline.
     fn engine(&self, cfg: &EngineConfig, source: &str) -> (Engine, u64) {
         let generation = self.cell.generation();
-        let mut det = match &self.learning {
+        let det = match &self.learning {
             Some(l) if !l.done.load(Ordering::Acquire) => {
                 let mut d =
                     Detection::new(None, Arc::clone(&self.ids), Some(Arc::clone(&l.learner)));
@@ -209,17 +209,22 @@ impl Judging {
             }
             _ => Detection::new(self.cell.get(), Arc::clone(&self.ids), None),
         };
-        if let Some(b) = Baseline::load(&baseline_path(&self.state_dir, source)) {
-            b.seed(&mut det);
+        let baseline = Baseline::load(&baseline_path(&self.state_dir, source));
+        if let Some(b) = &baseline {
             tracing::info!(
                 source,
                 conversations = b.conversations.len(),
                 assets = b.assets.len(),
+                devices = b.devices.len(),
                 bindings = b.bindings.len(),
                 "baseline loaded"
             );
         }
-        (Engine::with_detection(cfg, det), generation)
+        let mut engine = Engine::with_detection(cfg, det);
+        if let (Some(b), Some(d)) = (&baseline, engine.detect.as_deref_mut()) {
+            b.seed(d, &mut engine.assets);
+        }
+        (engine, generation)
     }
 
     /// Takes a reloaded policy into the engine (between packets: nothing is lost).

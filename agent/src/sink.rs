@@ -190,9 +190,9 @@ pub struct Baseline {
     pub assets: Vec<u64>,
     /// Learnt IP↔MAC bindings (`arp_spoof`).
     pub bindings: Vec<(String, String)>,
-    /// The devices seen, for operators (not read back).
+    /// The devices seen, restored into the asset table at start.
     #[serde(default)]
-    pub inventory: Vec<serde_json::Value>,
+    pub devices: Vec<crate::asset::SavedAsset>,
 }
 
 /// The baseline file of a capture source.
@@ -224,15 +224,13 @@ impl Baseline {
             conversations,
             assets: asset_keys,
             bindings,
-            inventory: crate::summary::asset_inventory(assets)
-                .iter()
-                .filter_map(|a| serde_json::to_value(a).ok())
-                .collect(),
+            devices: assets.save(),
         }
     }
 
-    /// Seeds an engine's detectors.
-    pub fn seed(&self, d: &mut Detection) {
+    /// Seeds an engine's detectors and asset table.
+    pub fn seed(&self, d: &mut Detection, assets: &mut crate::asset::Assets) {
+        assets.restore(&self.devices);
         d.site.seed_baseline(&self.conversations, &self.assets);
         for (ip, mac) in &self.bindings {
             if let (Ok(ip), Some(mac)) = (

@@ -111,8 +111,42 @@ fn events_are_stored_with_evidence_and_the_baseline_survives_a_restart() {
     }
     assert!(found, "evidence of {id}: {evidence:?}");
 
-    // A restart: the baseline knows the devices and the conversation now.
-    run(&config);
+    // The devices are saved with the baseline.
+    let baseline: String = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("baseline-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(baseline.contains("00:0c:29:24:3a:0a"), "{baseline}");
+
+    // A restart: the baseline knows the devices and the conversation now, and the asset
+    // table starts with the devices of the first run (their first sighting kept).
+    let summary = dir.path().join("second.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_infrawatch-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let inv = s["asset_inventory"].as_array().unwrap();
+    assert!(
+        inv.iter().any(|a| a["mac"] == "00:0c:29:24:3a:0a"
+            && a["roles"].as_array().is_some_and(|r| !r.is_empty())),
+        "{inv:?}"
+    );
     let again = stored_events(&state);
     let second: Vec<_> = again[events.len()..].to_vec();
     assert!(
