@@ -30,6 +30,7 @@ pub mod learn;
 pub mod learn_cmd;
 pub mod logging;
 pub mod lru;
+pub mod metrics;
 pub mod oui;
 pub mod proto;
 pub mod replay;
