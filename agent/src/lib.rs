@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod oui;
 pub mod proto;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod sink;
 pub mod statefile;
