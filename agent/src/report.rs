@@ -16,11 +16,13 @@
 //!
 //! The building blocks ([`ReportState`], [`event_records`], [`encode`], [`Backoff`],
 //! [`send_round`] over an injected sender) are pure; the thread ([`spawn`]) and the
-//! HTTP/1.1 client ([`post`]) are the thin I/O around them. The thread runs off the
-//! packet path; it takes the event sink's lock only to read a bounded batch and to ack.
+//! HTTP/1.1 client ([`Client::post`]) are the thin I/O around them. The thread runs off
+//! the packet path; it takes the event sink's lock only to read a bounded batch and to
+//! ack.
 //!
-//! Transport: plain HTTP (`insecure = true`). HTTPS with mutual TLS is not built yet: an
-//! `https://` collector is reported as failing with a message saying so.
+//! Transport: `https://` collectors with mutual TLS (rustls: the collector's certificate
+//! checked against `[report] ca` and its host name, ours from `cert`/`key`); `http://`
+//! only with `insecure = true` (the config loader enforces it).
 
 use crate::judge::PolicyCell;
 use crate::metrics::{InterfaceInput, MetricInputs};
@@ -32,7 +34,7 @@ use infrawatch_config::report::{
     Ack, AssetRecord, EventRecord, REPORT_PATH, REPORT_VERSION, Report, Sample,
 };
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -230,10 +232,8 @@ pub enum SendError {
     },
     #[error("{url}: not an HTTP answer: {detail}")]
     Protocol { url: String, detail: String },
-    #[error(
-        "{url}: https with mutual TLS is not supported by this build yet; use an http:// collector with `insecure = true`"
-    )]
-    NoTls { url: String },
+    #[error("{url}: TLS: {detail}")]
+    Tls { url: String, detail: String },
 }
 
 impl SendError {
@@ -288,56 +288,164 @@ fn host_header(u: &CollectorUrl) -> String {
     }
 }
 
-/// POSTs a gzip'd report to `url` (`http://host:port`) over HTTP/1.1 and parses the
-/// [`Ack`] of a 200.
-pub fn post(url: &str, body: &[u8]) -> Result<Ack, SendError> {
-    let u = parse_collector_url(url).map_err(|detail| SendError::Protocol {
-        url: url.to_string(),
-        detail,
-    })?;
-    if u.tls {
-        return Err(SendError::NoTls {
-            url: url.to_string(),
-        });
+/// The TLS settings of `[report]`: the collectors' CA, our certificate chain and key.
+pub fn tls_config(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read_certs = |p: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs = CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in the file", p.display()));
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(ca)? {
+        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
     }
-    let connect = |source| SendError::Connect {
-        url: url.to_string(),
-        source,
-    };
-    let io = |source| SendError::Io {
-        url: url.to_string(),
-        source,
-    };
-    let addrs =
-        std::net::ToSocketAddrs::to_socket_addrs(&(u.host.as_str(), u.port)).map_err(connect)?;
-    let mut stream = None;
-    let mut last_err = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for a in addrs {
-        match std::net::TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_err = e,
+    let chain = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    Ok(Arc::new(cfg))
+}
+
+/// The HTTP/1.1 client of the reporter: plain TCP, or TLS when configured.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Client {
+    /// The client for `[report]`: TLS settings loaded when any collector is `https://`.
+    pub fn from_config(cfg: &ReportSection) -> Result<Client, String> {
+        let any_tls = cfg
+            .collectors
+            .iter()
+            .any(|u| parse_collector_url(u).is_ok_and(|u| u.tls));
+        if !any_tls {
+            return Ok(Client::default());
+        }
+        match (&cfg.ca, &cfg.cert, &cfg.key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Client {
+                tls: Some(tls_config(ca, cert, key)?),
+            }),
+            _ => Err("https collectors need `ca`, `cert` and `key` in [report]".into()),
         }
     }
-    let mut stream = stream.ok_or_else(|| connect(last_err))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    let _ = stream.set_nodelay(true);
+
+    /// POSTs a gzip'd report to `url` (`http(s)://host:port`) and parses the [`Ack`] of
+    /// a 200.
+    pub fn post(&self, url: &str, body: &[u8]) -> Result<Ack, SendError> {
+        let u = parse_collector_url(url).map_err(|detail| SendError::Protocol {
+            url: url.to_string(),
+            detail,
+        })?;
+        let connect = |source| SendError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let io = |source| SendError::Io {
+            url: url.to_string(),
+            source,
+        };
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(u.host.as_str(), u.port))
+            .map_err(connect)?;
+        let mut stream = None;
+        let mut last_err = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+        for a in addrs {
+            match std::net::TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let stream = stream.ok_or_else(|| connect(last_err))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        let _ = stream.set_nodelay(true);
+        let raw = if u.tls {
+            let tls_err = |detail: String| SendError::Tls {
+                url: url.to_string(),
+                detail,
+            };
+            let cfg = self
+                .tls
+                .clone()
+                .ok_or_else(|| tls_err("no [report] ca, cert and key loaded".into()))?;
+            let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+                .map_err(|e| tls_err(format!("`{}`: {e}", u.host)))?;
+            let conn =
+                rustls::ClientConnection::new(cfg, name).map_err(|e| tls_err(e.to_string()))?;
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            exchange(&mut tls, &u, body).map_err(|e| match e.get_ref() {
+                // Handshake failures come out of the first write as io errors.
+                Some(inner) if inner.is::<rustls::Error>() => tls_err(inner.to_string()),
+                _ => io(e),
+            })?
+        } else {
+            let mut s = stream;
+            exchange(&mut s, &u, body).map_err(io)?
+        };
+        let (status, body) = parse_response(&raw, true)
+            .and_then(|r| r.ok_or_else(|| "the answer ended early".to_string()))
+            .map_err(|detail| SendError::Protocol {
+                url: url.to_string(),
+                detail,
+            })?;
+        if status != 200 {
+            let text = String::from_utf8_lossy(&body);
+            return Err(SendError::Status {
+                url: url.to_string(),
+                status,
+                body: text.chars().take(500).collect(),
+            });
+        }
+        serde_json::from_slice::<Ack>(&body).map_err(|e| SendError::Protocol {
+            url: url.to_string(),
+            detail: format!("the acknowledgement does not parse: {e}"),
+        })
+    }
+}
+
+/// Writes the request and reads the answer (until it is complete, the peer closes, or
+/// [`MAX_RESPONSE`]).
+fn exchange<S: std::io::Read + std::io::Write>(
+    s: &mut S,
+    u: &CollectorUrl,
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let head = format!(
         "POST {REPORT_PATH} HTTP/1.1\r\nHost: {}\r\nUser-Agent: infrawatch-agent/{}\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        host_header(&u),
+        host_header(u),
         crate::metrics::build_version(),
         body.len()
     );
-    stream.write_all(head.as_bytes()).map_err(io)?;
-    stream.write_all(body).map_err(io)?;
-    stream.flush().map_err(io)?;
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    s.flush()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let n = stream.read(&mut chunk).map_err(io)?;
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify after a whole answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => 0,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
@@ -349,24 +457,7 @@ pub fn post(url: &str, body: &[u8]) -> Result<Ack, SendError> {
             break;
         }
     }
-    let (status, body) = parse_response(&buf, true)
-        .and_then(|r| r.ok_or_else(|| "the answer ended early".to_string()))
-        .map_err(|detail| SendError::Protocol {
-            url: url.to_string(),
-            detail,
-        })?;
-    if status != 200 {
-        let text = String::from_utf8_lossy(&body);
-        return Err(SendError::Status {
-            url: url.to_string(),
-            status,
-            body: text.chars().take(500).collect(),
-        });
-    }
-    serde_json::from_slice::<Ack>(&body).map_err(|e| SendError::Protocol {
-        url: url.to_string(),
-        detail: format!("the acknowledgement does not parse: {e}"),
-    })
+    Ok(buf)
 }
 
 /// Parses an HTTP/1.1 response: `Ok(None)` while incomplete (`at_eof`: the body runs to
@@ -587,6 +678,7 @@ impl Reporter {
 /// [`FINAL_WAIT`], and returns.
 pub fn spawn(
     mut reporter: Reporter,
+    client: Client,
     stop: Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -595,22 +687,22 @@ pub fn spawn(
             let interval = reporter.cfg.interval.0;
             let mut wait = interval;
             while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
-                wait = match reporter.attempt(post) {
+                wait = match reporter.attempt(|u, b| client.post(u, b)) {
                     Outcome::Acked { more: true } => Duration::ZERO,
                     Outcome::Acked { more: false } => interval,
                     Outcome::Failed(d) => d,
                 };
             }
-            final_report(&mut reporter);
+            final_report(&mut reporter, &client);
         })
 }
 
 /// The last report at stop: until everything stored is acknowledged, for at most
 /// [`FINAL_WAIT`] (retries at most a second apart).
-fn final_report(reporter: &mut Reporter) {
+fn final_report(reporter: &mut Reporter, client: &Client) {
     let deadline = Instant::now() + FINAL_WAIT;
     loop {
-        match reporter.attempt(post) {
+        match reporter.attempt(|u, b| client.post(u, b)) {
             Outcome::Acked { more: false } => {
                 tracing::info!(reports = reporter.sent, "last report acknowledged");
                 return;
@@ -640,6 +732,7 @@ mod tests {
     use super::*;
     use crate::capture::Ts;
     use crate::store::{Store, StoreConfig};
+    use std::io::Read as _;
 
     fn event_json(id: &str, version: u32) -> String {
         format!(

@@ -843,6 +843,13 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     let mut sup_events = Events::new(Arc::clone(&ids));
     let mut watches: Vec<CaptureWatch> = Vec::new();
     let sup_counts = Arc::new(Mutex::new(crate::event::AnomalyCounts::default()));
+    // The TLS files are read before anything starts: a bad one stops the start.
+    let client = match &cfg.report {
+        Some(rc) => {
+            crate::report::Client::from_config(rc).map_err(|e| anyhow::anyhow!("[report]: {e}"))?
+        }
+        None => crate::report::Client::default(),
+    };
     let engine_cfg = EngineConfig::from_agent(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let mut shared = Vec::new();
@@ -910,7 +917,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         tracing::info!(collectors = ?rc.collectors, interval_s = rc.interval.0.as_secs(), "reporting to the collector");
         let r = crate::report::Reporter::new(rc, src, &id, &boot);
         let (tx, rx) = std::sync::mpsc::channel();
-        reporter = Some((tx, crate::report::spawn(r, rx)?));
+        reporter = Some((tx, crate::report::spawn(r, client.clone(), rx)?));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,15 +16,14 @@ use common::frames;
 use infrawatch_agent::store::{Store, StoreConfig};
 use infrawatch_config::report::{Ack, REPORT_PATH, Report};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 /// Reads one request; answers 200 with an ack of every event record it carried.
-fn serve(mut s: TcpStream, tx: &Sender<Report>) {
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+fn serve<S: Read + Write>(s: &mut S, tx: &Sender<Report>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {
@@ -80,19 +79,28 @@ fn collector(listener: TcpListener) -> Receiver<Report> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for s in listener.incoming() {
-            serve(s.unwrap(), &tx);
+            let mut s = s.unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            serve(&mut s, &tx);
         }
     });
     rx
 }
 
 fn config(dir: &Path, port: u16) -> std::path::PathBuf {
+    config_with(
+        dir,
+        &format!("collectors = [\"http://127.0.0.1:{port}\"]\ninsecure = true\n"),
+    )
+}
+
+fn config_with(dir: &Path, report: &str) -> std::path::PathBuf {
     let cap = frames::shared("dnp3/iti_dnp3_cold_restart.pcap");
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\nid = \"report-test\"\nstate_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\npace = \"max\"\nat_end = \"exit\"\n[report]\ncollectors = [\"http://127.0.0.1:{port}\"]\ninterval = \"1s\"\ninsecure = true\n",
+            "[agent]\nid = \"report-test\"\nstate_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\npace = \"max\"\nat_end = \"exit\"\n[report]\ninterval = \"1s\"\n{report}",
             dir.join("state").display(),
             cap.display()
         ),
@@ -246,4 +254,130 @@ fn a_collector_down_at_first_still_gets_every_event() {
     )
     .unwrap();
     assert!(failures >= 1.0, "{failures}");
+}
+
+/// A CA, a collector certificate for 127.0.0.1 and an agent certificate, as PEM files.
+fn pki(dir: &Path) -> (rustls::ServerConfig, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |name: &str, purpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.extended_key_usages = vec![purpose];
+        (p.signed_by(&key, &ca).unwrap(), key)
+    };
+    let (srv, srv_key) = leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth);
+    let (agent, agent_key) = leaf("report-test", ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("agent.pem"), agent.pem()).unwrap();
+    std::fs::write(dir.join("agent.key"), agent_key.serialize_pem()).unwrap();
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![srv.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(srv_key.serialize_der().into()),
+        )
+        .unwrap();
+    let report = format!(
+        "ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.join("ca.pem").display(),
+        dir.join("agent.pem").display(),
+        dir.join("agent.key").display()
+    );
+    (server, report)
+}
+
+#[test]
+fn reports_go_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, report) = pki(dir.path());
+    let server = std::sync::Arc::new(server);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    let (ctx, crx) = channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let s = s.unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            serve(&mut tls, &tx);
+            // Who the client proved to be (DESIGN.md: the agent's identity).
+            let names = tls.conn.peer_certificates().map(|c| c.len()).unwrap_or(0);
+            let _ = ctx.send(names);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    let config = config_with(
+        dir.path(),
+        &format!("collectors = [\"https://127.0.0.1:{port}\"]\n{report}"),
+    );
+    let out = agent(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let reports: Vec<Report> = rx.try_iter().collect();
+    check_delivery(dir.path(), &reports);
+    assert!(
+        crx.try_iter().all(|n| n == 1),
+        "the agent showed its certificate"
+    );
+}
+
+#[test]
+fn a_collector_with_a_certificate_of_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = pki(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    // The agent trusts another CA (its own files from a second PKI).
+    let (_, report) = pki(&other);
+    let server = std::sync::Arc::new(server);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let s = s.unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            let mut b = [0u8; 1];
+            let _ = tls.read(&mut b);
+            let _ = tx.send(());
+        }
+    });
+    let config = config_with(
+        dir.path(),
+        &format!("collectors = [\"https://127.0.0.1:{port}\"]\n{report}"),
+    );
+    let out = agent(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(rx.try_iter().count() >= 1, "the agent tried");
+    assert!(log.contains("TLS"), "{log}");
+    assert!(
+        log.contains("the last report could not be delivered"),
+        "{log}"
+    );
+    // Nothing acknowledged: everything is still there for the next start.
+    assert_eq!(store(dir.path()).first_unacked(), 1);
 }
