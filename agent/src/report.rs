@@ -50,10 +50,13 @@ pub const MAX_ASSETS: usize = 2000;
 pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The last report at stop: tried for at most this long.
-pub const FINAL_WAIT: Duration = Duration::from_secs(10);
-/// Connect, and read/write, timeouts of one POST.
+pub const FINAL_WAIT: Duration = Duration::from_secs(8);
+/// Connect, and read/write, timeouts of one POST; shorter for the last report, so a
+/// stop stays within the unit's `TimeoutStopSec=15s`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const FINAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const FINAL_IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The collector's answer is read up to this size.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -322,9 +325,22 @@ pub fn tls_config(
 }
 
 /// The HTTP/1.1 client of the reporter: plain TCP, or TLS when configured.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Client {
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+    /// Per read or write.
+    pub io_timeout: Duration,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            tls: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: IO_TIMEOUT,
+        }
+    }
 }
 
 impl Client {
@@ -340,6 +356,7 @@ impl Client {
         match (&cfg.ca, &cfg.cert, &cfg.key) {
             (Some(ca), Some(cert), Some(key)) => Ok(Client {
                 tls: Some(tls_config(ca, cert, key)?),
+                ..Client::default()
             }),
             _ => Err("https collectors need `ca`, `cert` and `key` in [report]".into()),
         }
@@ -365,7 +382,7 @@ impl Client {
         let mut stream = None;
         let mut last_err = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         for a in addrs {
-            match std::net::TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            match std::net::TcpStream::connect_timeout(&a, self.connect_timeout) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -374,8 +391,10 @@ impl Client {
             }
         }
         let stream = stream.ok_or_else(|| connect(last_err))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_read_timeout(Some(self.io_timeout)).map_err(io)?;
+        stream
+            .set_write_timeout(Some(self.io_timeout))
+            .map_err(io)?;
         let _ = stream.set_nodelay(true);
         let raw = if u.tls {
             let tls_err = |detail: String| SendError::Tls {
@@ -701,6 +720,11 @@ pub fn spawn(
 /// [`FINAL_WAIT`] (retries at most a second apart).
 fn final_report(reporter: &mut Reporter, client: &Client) {
     let deadline = Instant::now() + FINAL_WAIT;
+    let client = Client {
+        connect_timeout: FINAL_CONNECT_TIMEOUT,
+        io_timeout: FINAL_IO_TIMEOUT,
+        ..client.clone()
+    };
     loop {
         match reporter.attempt(|u, b| client.post(u, b)) {
             Outcome::Acked { more: false } => {
