@@ -949,6 +949,128 @@ mod tests {
         assert_eq!(failures, 5);
     }
 
+    fn reporter(dir: &std::path::Path) -> (Reporter, Arc<Mutex<EventSink>>) {
+        let sink = Arc::new(Mutex::new(EventSink::open(
+            dir,
+            &infrawatch_config::agent::EventsSection::default(),
+        )));
+        let shared = Arc::new(SourceShared::new("eth1"));
+        if let Ok(mut c) = shared.counters.lock() {
+            c.proto(crate::proto::Proto::Dnp3).packets = 9;
+        }
+        let src = Sources {
+            sources: vec![shared],
+            sink: Arc::clone(&sink),
+            cell: PolicyCell::new(None, None),
+            supervisor: Arc::default(),
+        };
+        let cfg = ReportSection {
+            collectors: vec!["http://a:1".into(), "http://b:2".into()],
+            insecure: true,
+            ..ReportSection::default()
+        };
+        (Reporter::new(cfg, src, "agent-a", "boot1"), sink)
+    }
+
+    fn deliver(sink: &Mutex<EventSink>, n: u64) {
+        let mut events: Vec<crate::event::Event> = (1..=n)
+            .map(|i| crate::event::Event {
+                id: format!("agent-a:boot1:{i}"),
+                version: 1,
+                kind: "port_scan".into(),
+                ..crate::event::Event::default()
+            })
+            .collect();
+        sink.lock().unwrap().deliver(&mut events, None);
+    }
+
+    fn unpack(body: &[u8]) -> Report {
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut json)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn a_reporter_sends_unacked_events_and_the_ack_moves_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, sink) = reporter(dir.path());
+        deliver(&sink, 3);
+        // Both collectors down: counted, backed off, nothing acknowledged.
+        let down = |url: &str, _: &[u8]| {
+            Err(SendError::Connect {
+                url: url.into(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            })
+        };
+        let Outcome::Failed(d) = r.attempt(down) else {
+            panic!("no collector answered")
+        };
+        assert!(d <= BACKOFF_BASE);
+        assert_eq!(r.failures, 2);
+        // The second collector answers, acknowledging less than it got.
+        let mut seen = Vec::new();
+        let out = r.attempt(|url, body| {
+            let rep = unpack(body);
+            seen.push((url.to_string(), rep.seq, rep.events.len()));
+            if url == "http://a:1" {
+                return down(url, body);
+            }
+            let packets = rep
+                .counters
+                .iter()
+                .find(|s| {
+                    s.name == "infrawatch_packets_total"
+                        && s.labels.contains(&("protocol".into(), "dnp3".into()))
+                })
+                .map(|s| s.value);
+            assert_eq!(packets, Some(9.0));
+            let failures = rep
+                .counters
+                .iter()
+                .find(|s| s.name == "infrawatch_agent_report_failures_total")
+                .map(|s| s.value);
+            assert_eq!(failures, Some(2.0), "earlier failures are reported");
+            Ok(Ack {
+                seq: rep.seq,
+                events_upto: 2,
+            })
+        });
+        assert_eq!(out, Outcome::Acked { more: false });
+        assert_eq!(
+            seen,
+            [
+                ("http://a:1".to_string(), 2, 3),
+                ("http://b:2".to_string(), 2, 3)
+            ]
+        );
+        assert_eq!(r.failures, 3);
+        assert_eq!(sink.lock().unwrap().store().unwrap().first_unacked(), 3);
+        // Only the unacknowledged record goes again; an ack past it is clamped.
+        let mut ids = Vec::new();
+        r.attempt(|_, body| {
+            let rep = unpack(body);
+            ids = rep.events.iter().map(|e| e.id.clone()).collect();
+            Ok(Ack {
+                seq: rep.seq,
+                events_upto: 1000,
+            })
+        });
+        assert_eq!(ids, ["agent-a:boot1:3"]);
+        let store_next = sink.lock().unwrap().store().unwrap().next_seq();
+        assert_eq!(
+            sink.lock().unwrap().store().unwrap().first_unacked(),
+            store_next
+        );
+        // Nothing left: an empty report still carries the metrics.
+        r.attempt(|_, body| {
+            assert!(unpack(body).events.is_empty());
+            Ok(Ack::default())
+        });
+        assert_eq!(r.sent, 3);
+    }
+
     #[test]
     fn refusals_are_4xx_but_not_408_or_429() {
         let s = |status| SendError::Status {

@@ -66,7 +66,7 @@ pub struct DetectionCounts {
 const ASSETS_EVERY: Duration = Duration::from_secs(10);
 
 impl SourceShared {
-    fn new(interface: &str) -> Self {
+    pub fn new(interface: &str) -> Self {
         SourceShared {
             interface: interface.to_string(),
             heartbeat: AtomicU64::new(0),
