@@ -249,12 +249,14 @@ impl SendError {
 }
 
 /// One round: the collectors in order until one acknowledges. Each failure is counted
-/// in `failures` and logged. Returns the ack and the index of the collector that gave
-/// it, or the last error.
+/// in `failures` and logged (a warning, an error for a refusal, when `loud`; else at
+/// debug level, so a long outage does not flood the log). Returns the ack and the index
+/// of the collector that gave it, or the last error.
 pub fn send_round<F>(
     collectors: &[String],
     body: &[u8],
     failures: &mut u64,
+    loud: bool,
     mut send: F,
 ) -> Result<(Ack, usize), SendError>
 where
@@ -266,12 +268,15 @@ where
             Ok(ack) => return Ok((ack, i)),
             Err(e) => {
                 *failures += 1;
-                if e.is_refusal() {
+                if !loud {
+                    tracing::debug!(failures = *failures, "report failed: {e}");
+                } else if e.is_refusal() {
                     tracing::error!(
+                        failures = *failures,
                         "report refused (check the collector's and this agent's configuration): {e}"
                     );
                 } else {
-                    tracing::warn!("report failed: {e}");
+                    tracing::warn!(failures = *failures, "report failed: {e}");
                 }
                 last = Some(e);
             }
@@ -555,6 +560,8 @@ pub struct Reporter {
     src: Sources,
     state: ReportState,
     backoff: Backoff,
+    /// When a failure was last logged loudly.
+    last_loud: Option<Instant>,
     pub failures: u64,
     pub sent: u64,
 }
@@ -582,6 +589,7 @@ impl Reporter {
             src,
             state: ReportState::new(agent, boot),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP, seed),
+            last_loud: None,
             failures: 0,
             sent: 0,
         }
@@ -657,7 +665,22 @@ impl Reporter {
                 return Outcome::Failed(self.backoff.failed(false));
             }
         };
-        match send_round(&self.cfg.collectors, &body, &mut self.failures, send) {
+        // The first failed round after a success is logged loudly, then once a minute.
+        let loud = self.backoff.failures() == 0
+            || self
+                .last_loud
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if loud && self.backoff.failures() > 0 {
+            tracing::info!(
+                failed_rounds = self.backoff.failures(),
+                "reports still failing (logged once a minute)"
+            );
+        }
+        let result = send_round(&self.cfg.collectors, &body, &mut self.failures, loud, send);
+        if loud && result.is_err() {
+            self.last_loud = Some(Instant::now());
+        }
+        match result {
             Ok((ack, i)) => {
                 self.sent += 1;
                 self.backoff.succeeded();
@@ -912,7 +935,7 @@ mod tests {
         ];
         let mut failures = 0;
         let mut tried = Vec::new();
-        let r = send_round(&collectors, b"x", &mut failures, |url, _| {
+        let r = send_round(&collectors, b"x", &mut failures, true, |url, _| {
             tried.push(url.to_string());
             if url == "http://c:3" {
                 Ok(Ack {
@@ -931,14 +954,14 @@ mod tests {
         assert_eq!(tried, collectors);
         // The first that answers is used; later ones are not tried.
         let mut tried = Vec::new();
-        let r = send_round(&collectors, b"x", &mut failures, |url, _| {
+        let r = send_round(&collectors, b"x", &mut failures, true, |url, _| {
             tried.push(url.to_string());
             Ok(Ack::default())
         });
         assert_eq!(r.unwrap().1, 0);
         assert_eq!(tried.len(), 1);
         // All down: the last error, each counted.
-        let r = send_round(&collectors, b"x", &mut failures, |url, _| {
+        let r = send_round(&collectors, b"x", &mut failures, true, |url, _| {
             Err(SendError::Status {
                 url: url.into(),
                 status: 403,
