@@ -48,10 +48,25 @@ pub struct SourceShared {
     pub counters: Mutex<Counters>,
     /// The source is exhausted (files) or failed for good.
     pub finished: AtomicBool,
+    /// The engine's detection counters (anomalies, site), published with `counters`.
+    pub detection: Mutex<DetectionCounts>,
+    /// The engine's devices, published every [`ASSETS_EVERY`] (capped at
+    /// [`crate::report::MAX_ASSETS`]).
+    pub assets: Mutex<Vec<infrawatch_config::report::AssetRecord>>,
 }
 
+/// Counters of one engine's detectors, as published.
+#[derive(Clone, Debug, Default)]
+pub struct DetectionCounts {
+    pub anomalies: crate::event::AnomalyCounts,
+    pub site: crate::detect::site::SiteCounts,
+}
+
+/// How often capture threads publish their device list (for reports).
+const ASSETS_EVERY: Duration = Duration::from_secs(10);
+
 impl SourceShared {
-    fn new(interface: &str) -> Self {
+    pub fn new(interface: &str) -> Self {
         SourceShared {
             interface: interface.to_string(),
             heartbeat: AtomicU64::new(0),
@@ -60,6 +75,8 @@ impl SourceShared {
             kernel_drops: AtomicU64::new(0),
             counters: Mutex::new(Counters::default()),
             finished: AtomicBool::new(false),
+            detection: Mutex::new(DetectionCounts::default()),
+            assets: Mutex::new(Vec::new()),
         }
     }
 }
@@ -338,6 +355,7 @@ impl Judging {
 struct PumpState {
     last_publish: Instant,
     last_save: Instant,
+    last_assets: Instant,
     generation: u64,
 }
 
@@ -351,6 +369,10 @@ impl PumpState {
         self.last_publish = Instant::now();
         publish(engine, shared);
         judging.check_learning(engine);
+        if self.last_assets.elapsed() >= ASSETS_EVERY {
+            self.last_assets = Instant::now();
+            publish_assets(engine, shared, &judging.cell);
+        }
         if self.last_save.elapsed() >= SAVE_EVERY {
             self.last_save = Instant::now();
             judging.save(engine, &shared.interface);
@@ -363,6 +385,46 @@ fn publish(engine: &mut Engine, shared: &SourceShared) {
     engine.sync_gauges();
     if let Ok(mut c) = shared.counters.lock() {
         c.clone_from(&engine.counters);
+    }
+    if let Some(d) = engine.detect.as_deref()
+        && let Ok(mut x) = shared.detection.lock()
+    {
+        x.anomalies = d.events.counts;
+        x.site.clone_from(&d.site.counts);
+    }
+}
+
+/// Publishes an engine's devices as report records (zone from the policy in force).
+fn publish_assets(engine: &Engine, shared: &SourceShared, cell: &PolicyCell) {
+    let policy = cell.get();
+    let list: Vec<_> = crate::summary::asset_inventory(&engine.assets)
+        .into_iter()
+        .take(crate::report::MAX_ASSETS)
+        .map(|a| {
+            let zone = policy.as_deref().and_then(|p| {
+                let ip = a.ips.first()?.parse::<std::net::IpAddr>().ok()?;
+                let z = p.zone_of(crate::decode::Addr::from_ip(ip))?;
+                p.policy.zones.get(z).map(|z| z.name.clone())
+            });
+            let id = a.identity.unwrap_or_default();
+            infrawatch_config::report::AssetRecord {
+                mac: a.mac,
+                ips: a.ips,
+                oui_vendor: a.oui_vendor.map(str::to_string),
+                vendor: id.vendor,
+                model: id.model,
+                firmware: id.firmware,
+                serial: id.serial,
+                name: id.name,
+                roles: a.roles,
+                zone,
+                first_seen: a.first_seen,
+                last_seen: a.last_seen,
+            }
+        })
+        .collect();
+    if let Ok(mut x) = shared.assets.lock() {
+        *x = list;
     }
 }
 
@@ -464,6 +526,7 @@ fn live_thread(t: LiveThread) -> Engine {
     let mut st = PumpState {
         last_publish: Instant::now(),
         last_save: Instant::now(),
+        last_assets: Instant::now(),
         generation,
     };
     let mut warned = false;
@@ -527,6 +590,7 @@ fn finish_thread(engine: &mut Engine, shared: &SourceShared, judging: &Judging) 
     judging.deliver(engine, None);
     judging.save(engine, &shared.interface);
     publish(engine, shared);
+    publish_assets(engine, shared, &judging.cell);
     shared.finished.store(true, Ordering::Relaxed);
 }
 
@@ -542,6 +606,7 @@ fn file_thread(
     let mut st = PumpState {
         last_publish: Instant::now(),
         last_save: Instant::now(),
+        last_assets: Instant::now(),
         generation,
     };
     for mut source in sources {
@@ -782,11 +847,14 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     // The supervisor's own event layer (the `capture` detector).
     let mut sup_events = Events::new(Arc::clone(&ids));
     let mut watches: Vec<CaptureWatch> = Vec::new();
-    if cfg.report.is_some() {
-        tracing::warn!(
-            "reporting to a collector is not available in this version yet; counters are only logged"
-        );
-    }
+    let sup_counts = Arc::new(Mutex::new(crate::event::AnomalyCounts::default()));
+    // The TLS files are read before anything starts: a bad one stops the start.
+    let client = match &cfg.report {
+        Some(rc) => {
+            crate::report::Client::from_config(rc).map_err(|e| anyhow::anyhow!("[report]: {e}"))?
+        }
+        None => crate::report::Client::default(),
+    };
     let engine_cfg = EngineConfig::from_agent(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let mut shared = Vec::new();
@@ -841,6 +909,21 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         );
     }
 
+    // The reporter thread (with `[report]`): stopped (a last report) after the capture
+    // threads have ended and their last events are stored.
+    let mut reporter = None;
+    if let Some(rc) = cfg.report.clone() {
+        let src = crate::report::Sources {
+            sources: shared.clone(),
+            sink: Arc::clone(&sink),
+            cell: Arc::clone(&cell),
+            supervisor: Arc::clone(&sup_counts),
+        };
+        tracing::info!(collectors = ?rc.collectors, interval_s = rc.interval.0.as_secs(), "reporting to the collector");
+        let r = crate::report::Reporter::new(rc, src, &id, &boot);
+        let (tx, rx) = std::sync::mpsc::channel();
+        reporter = Some((tx, crate::report::spawn(r, client.clone(), rx)?));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -898,6 +981,9 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                             }
                         }
                         sup_events.tick(now);
+                        if let Ok(mut c) = sup_counts.lock() {
+                            *c = sup_events.counts;
+                        }
                     }
                     if let Ok(mut s) = sink.lock() {
                         if !sup_events.outbox.is_empty() {
@@ -939,6 +1025,15 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     if let Ok(mut s) = sink.lock() {
         s.deliver(&mut sup_events.outbox, None);
         s.sync(wall_now());
+    }
+    if let Ok(mut c) = sup_counts.lock() {
+        *c = sup_events.counts;
+    }
+    if let Some((tx, handle)) = reporter {
+        let _ = tx.send(());
+        if handle.join().is_err() {
+            tracing::error!("the reporter thread panicked");
+        }
     }
     log_summary(&shared);
     if let Some(path) = summary_json {

@@ -157,6 +157,48 @@ impl EventSink {
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
     }
+
+    /// The store's statistics (None without a store).
+    pub fn store_stats(&self) -> Option<crate::store::StoreStats> {
+        self.store.as_ref().map(Store::stats)
+    }
+
+    /// Unacknowledged records, oldest first, bounded (for the reporter). A read error
+    /// is counted and logged at most once a minute; the reporter then sends none.
+    pub fn unacked(&mut self, max_records: usize, max_bytes: usize) -> Vec<crate::store::Record> {
+        let Some(store) = self.store.as_mut() else {
+            return Vec::new();
+        };
+        let from = store.first_unacked();
+        match store.read_from(from, max_records, max_bytes) {
+            Ok(r) => r,
+            Err(err) => {
+                self.stats.store_errors += 1;
+                self.log_error(&format!("reading unacknowledged events: {err}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Marks every record up to `upto` acknowledged by a collector.
+    pub fn ack(&mut self, upto: u64) {
+        if let Some(store) = self.store.as_mut()
+            && let Err(err) = store.ack(upto)
+        {
+            self.stats.store_errors += 1;
+            self.log_error(&format!("saving the acknowledgement: {err}"));
+        }
+    }
+
+    fn log_error(&mut self, what: &str) {
+        let due = self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.last_error_log = Some(Instant::now());
+            tracing::error!(failures = self.stats.store_errors, "event store: {what}");
+        }
+    }
 }
 
 /// One event version in the log: a JSON line, with the main fields as structured fields
