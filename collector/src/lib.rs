@@ -8,4 +8,5 @@
 //! - [`server`]: the two listeners (ingest; metrics and the API) over axum.
 
 pub mod events;
+pub mod server;
 pub mod state;

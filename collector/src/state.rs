@@ -177,15 +177,21 @@ impl State {
         }
     }
 
-    /// Applies an authenticated report received at `now_ms`.
-    pub fn apply(&mut self, r: &Report, now_ms: u64) -> Result<Applied, Refusal> {
+    /// Whether a report would be applied (checked before its events are stored).
+    pub fn admit(&self, r: &Report) -> Result<(), Refusal> {
         if !infrawatch_config::agent::valid_agent_id(&r.agent) {
             return Err(Refusal::BadAgentId(r.agent.clone()));
         }
-        let new_agent = !self.agents.contains_key(&r.agent);
-        if new_agent && self.agents.len() >= self.limits.max_agents {
+        if !self.agents.contains_key(&r.agent) && self.agents.len() >= self.limits.max_agents {
             return Err(Refusal::TooManyAgents(self.agents.len()));
         }
+        Ok(())
+    }
+
+    /// Applies an authenticated report received at `now_ms`.
+    pub fn apply(&mut self, r: &Report, now_ms: u64) -> Result<Applied, Refusal> {
+        self.admit(r)?;
+        let new_agent = !self.agents.contains_key(&r.agent);
         let max_series = self.limits.max_series_per_agent;
         let a = self.agents.entry(r.agent.clone()).or_default();
         let mut applied = Applied {
