@@ -10,3 +10,4 @@
 pub mod events;
 pub mod server;
 pub mod state;
+pub mod tls;

@@ -80,11 +80,6 @@ fn check(path: &Path) -> ExitCode {
 
 /// What this build cannot do yet: refused at start rather than silently ignored.
 fn unsupported(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    if !cfg.ingest.insecure {
-        bail!(
-            "[ingest]: mutual TLS is not available in this build yet; set `insecure = true` (with `tokens` for authentication) on a trusted network"
-        );
-    }
     if cfg.metrics.cert.is_some() || !cfg.metrics.basic_auth.is_empty() {
         bail!("[metrics]: TLS and basic_auth are not available in this build yet; remove them");
     }
@@ -112,6 +107,13 @@ fn run(path: &Path) -> anyhow::Result<()> {
     else {
         bail!("listen addresses missing");
     };
+    let tls = match (&cfg.ingest.ca, &cfg.ingest.cert, &cfg.ingest.key) {
+        (Some(ca), Some(cert), Some(key)) if !cfg.ingest.insecure => Some(
+            infrawatch_collector::tls::server_config(ca, cert, key)
+                .context("[ingest] mutual TLS")?,
+        ),
+        _ => None,
+    };
     let app = App::open(cfg, now_ms()).context("opening the state directory")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -127,7 +129,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("[metrics] listen {metrics_addr}"))?;
         tracing::info!("ingest listening on {}", ingest.local_addr()?);
         tracing::info!("metrics listening on {}", metrics.local_addr()?);
-        serve(app, ingest, metrics, stop_signal())
+        serve(app, ingest, tls, metrics, stop_signal())
             .await
             .context("serving")?;
         tracing::info!("stopped");

@@ -12,6 +12,7 @@
 
 use crate::events::{EventStore, Query};
 use crate::state::{KnownAgent, Limits, State};
+use crate::tls::{PeerIdentity, identity};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query as QueryParams, State as Ext};
@@ -38,6 +39,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "unsupported_encoding",
     "unauthenticated",
     "forbidden",
+    "revoked",
     "bad_agent_id",
     "too_many_agents",
     "store_error",
@@ -62,6 +64,7 @@ pub struct SelfMetrics {
     pub series: IntGauge,
     pub agents: IntGauge,
     pub events: IntGauge,
+    pub tls_failures: IntCounter,
 }
 
 impl SelfMetrics {
@@ -96,6 +99,10 @@ impl SelfMetrics {
             series: gauge("infrawatch_collector_series", "Agent series held.")?,
             agents: gauge("infrawatch_collector_agents", "Agents known.")?,
             events: gauge("infrawatch_collector_events", "Events held in the store.")?,
+            tls_failures: counter(
+                "infrawatch_collector_tls_handshake_failures_total",
+                "Ingest connections refused during the TLS handshake (no, unknown or invalid client certificate, not TLS).",
+            )?,
             rejected,
             registry,
         };
@@ -107,6 +114,7 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.series.clone()))?;
         m.registry.register(Box::new(m.agents.clone()))?;
         m.registry.register(Box::new(m.events.clone()))?;
+        m.registry.register(Box::new(m.tls_failures.clone()))?;
         let build = prometheus::IntGaugeVec::new(
             Opts::new("infrawatch_build_info", "The collector's version."),
             &["version", "revision"],
@@ -132,6 +140,8 @@ pub struct App {
     cfg: CollectorConfig,
     /// (agent, hex sha256 of its token).
     tokens: Vec<(String, String)>,
+    /// `[ingest] revoked`, normalised.
+    revoked: Vec<String>,
     inner: Mutex<Inner>,
     pub metrics: SelfMetrics,
     log_limit: Mutex<HashMap<&'static str, (u64, u64)>>,
@@ -199,9 +209,16 @@ impl App {
             .filter_map(|(a, h)| token_digest(h).map(|d| (a.clone(), d)))
             .collect();
         let metrics = SelfMetrics::new()?;
+        let revoked = cfg
+            .ingest
+            .revoked
+            .iter()
+            .filter_map(|s| infrawatch_config::collector::normalise_serial(s))
+            .collect();
         Ok(Arc::new(App {
             cfg,
             tokens,
+            revoked,
             inner: Mutex::new(Inner {
                 state,
                 events,
@@ -283,7 +300,32 @@ impl App {
     }
 
     /// The ingest path after the body is read: decode, authenticate, store, apply.
-    fn ingest(&self, headers: &HeaderMap, body: &[u8], now_ms: u64) -> Response {
+    fn ingest(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        peer: Option<&PeerIdentity>,
+        now_ms: u64,
+    ) -> Response {
+        if !self.cfg.ingest.insecure {
+            let Some(peer) = peer else {
+                return self.refuse(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "no client certificate identity".into(),
+                );
+            };
+            if self.revoked.contains(&peer.serial) {
+                return self.refuse(
+                    StatusCode::FORBIDDEN,
+                    "revoked",
+                    format!(
+                        "the certificate of `{}` (serial {}) is revoked",
+                        peer.name, peer.serial
+                    ),
+                );
+            }
+        }
         let gzip = match headers
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
@@ -316,6 +358,18 @@ impl App {
                 return self.refuse(status, e.reason(), e.to_string());
             }
         };
+        if let Some(p) = peer
+            && p.name != report.agent
+        {
+            return self.refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the certificate is `{}`'s, the report is for `{}`",
+                    p.name, report.agent
+                ),
+            );
+        }
         if let Some(a) = token_agent
             && a != report.agent
         {
@@ -424,7 +478,12 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-async fn post_report(Ext(app): Ext<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn post_report(
+    Ext(app): Ext<Arc<App>>,
+    peer: Option<axum::Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let max = app.cfg.ingest.max_report_bytes.0 as usize;
     let bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
@@ -436,7 +495,10 @@ async fn post_report(Ext(app): Ext<Arc<App>>, headers: HeaderMap, body: Body) ->
             );
         }
     };
-    let task = tokio::task::spawn_blocking(move || app.ingest(&headers, &bytes, now_ms())).await;
+    let peer = peer.map(|axum::Extension(p)| p);
+    let task =
+        tokio::task::spawn_blocking(move || app.ingest(&headers, &bytes, peer.as_ref(), now_ms()))
+            .await;
     task.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
@@ -658,6 +720,7 @@ async fn get_assets(
 pub async fn serve(
     app: Arc<App>,
     ingest: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -682,14 +745,80 @@ pub async fn serve(
             let _ = tokio::task::spawn_blocking(move || app.tick(now_ms())).await;
         })
     };
-    let a =
-        axum::serve(ingest, ingest_router(app.clone())).with_graceful_shutdown(wait(rx.clone()));
-    let m = axum::serve(metrics, metrics_router(app)).with_graceful_shutdown(wait(rx));
+    let m =
+        axum::serve(metrics, metrics_router(app.clone())).with_graceful_shutdown(wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let (ra, rm) = tokio::join!(a.into_future(), m.into_future());
+    let result = match tls {
+        None => {
+            let a = axum::serve(ingest, ingest_router(app)).with_graceful_shutdown(wait(rx));
+            let (ra, rm) = tokio::join!(a.into_future(), m.into_future());
+            ra.and(rm)
+        }
+        Some(tls) => {
+            let a = serve_tls(app, ingest, tls, rx);
+            let ((), rm) = tokio::join!(a, m.into_future());
+            rm
+        }
+    };
     let _ = ticker.await;
-    ra.and(rm)
+    result
+}
+
+/// The ingest listener with mutual TLS: each connection's client certificate becomes a
+/// [`PeerIdentity`] extension of its requests.
+async fn serve_tls(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, from) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("ingest accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        app.metrics.tls_failures.inc();
+                        tracing::debug!(%from, "TLS handshake refused: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        app.metrics.tls_failures.inc();
+                        return;
+                    }
+                };
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| identity(c));
+            let mut router = ingest_router(app);
+            if let Some(p) = peer {
+                router = router.layer(axum::Extension(p));
+            }
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
