@@ -80,9 +80,6 @@ fn check(path: &Path) -> ExitCode {
 
 /// What this build cannot do yet: refused at start rather than silently ignored.
 fn unsupported(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    if cfg.metrics.cert.is_some() || !cfg.metrics.basic_auth.is_empty() {
-        bail!("[metrics]: TLS and basic_auth are not available in this build yet; remove them");
-    }
     if !cfg.forward.is_empty() {
         tracing::warn!("[[forward]] is not available in this build yet: events are not forwarded");
     }
@@ -114,6 +111,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    let metrics_tls = match (&cfg.metrics.cert, &cfg.metrics.key) {
+        (Some(cert), Some(key)) => Some(
+            infrawatch_collector::tls::plain_server_config(cert, key).context("[metrics] TLS")?,
+        ),
+        _ => None,
+    };
     let app = App::open(cfg, now_ms()).context("opening the state directory")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -129,7 +132,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("[metrics] listen {metrics_addr}"))?;
         tracing::info!("ingest listening on {}", ingest.local_addr()?);
         tracing::info!("metrics listening on {}", metrics.local_addr()?);
-        serve(app, ingest, tls, metrics, stop_signal())
+        serve(app, ingest, tls, metrics, metrics_tls, stop_signal())
             .await
             .context("serving")?;
         tracing::info!("stopped");

@@ -142,6 +142,9 @@ pub struct App {
     tokens: Vec<(String, String)>,
     /// `[ingest] revoked`, normalised.
     revoked: Vec<String>,
+    /// SHA-256 of `Authorization: Basic` values that verified (bounded), so a scrape
+    /// does not pay bcrypt every time.
+    basic_ok: Mutex<Vec<Vec<u8>>>,
     inner: Mutex<Inner>,
     pub metrics: SelfMetrics,
     log_limit: Mutex<HashMap<&'static str, (u64, u64)>>,
@@ -219,6 +222,7 @@ impl App {
             cfg,
             tokens,
             revoked,
+            basic_ok: Mutex::new(Vec::new()),
             inner: Mutex::new(Inner {
                 state,
                 events,
@@ -510,7 +514,82 @@ pub fn ingest_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The metrics and API router.
+/// Checks `Authorization: Basic` against `[metrics] basic_auth` (bcrypt).
+fn basic_auth_ok(app: &App, value: &str) -> bool {
+    use base64::Engine;
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(value.trim()) else {
+        return false;
+    };
+    let digest = Sha256::digest(&decoded).to_vec();
+    let mut cache = app
+        .basic_ok
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.contains(&digest) {
+        return true;
+    }
+    drop(cache);
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return false;
+    };
+    let Some((user, password)) = text.split_once(':') else {
+        return false;
+    };
+    let ok = app
+        .cfg
+        .metrics
+        .basic_auth
+        .get(user)
+        .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false));
+    if ok {
+        cache = app
+            .basic_ok
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.push(digest);
+    }
+    ok
+}
+
+async fn require_basic_auth(
+    Ext(app): Ext<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.cfg.metrics.basic_auth.is_empty() {
+        return next.run(req).await;
+    }
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(str::to_owned);
+    let ok = match value {
+        Some(v) => {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || basic_auth_ok(&app, &v))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if ok {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"infrawatch\"")],
+            "unauthorized\n",
+        )
+            .into_response()
+    }
+}
+
+/// The metrics and API router (behind basic auth when configured).
 pub fn metrics_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(get_metrics))
@@ -519,6 +598,10 @@ pub fn metrics_router(app: Arc<App>) -> Router {
         .route("/api/v1/assets", get(get_assets))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_basic_auth,
+        ))
         .with_state(app)
 }
 
@@ -722,6 +805,7 @@ pub async fn serve(
     ingest: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     metrics: tokio::net::TcpListener,
+    metrics_tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -745,36 +829,66 @@ pub async fn serve(
             let _ = tokio::task::spawn_blocking(move || app.tick(now_ms())).await;
         })
     };
-    let m =
-        axum::serve(metrics, metrics_router(app.clone())).with_graceful_shutdown(wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let result = match tls {
-        None => {
-            let a = axum::serve(ingest, ingest_router(app)).with_graceful_shutdown(wait(rx));
-            let (ra, rm) = tokio::join!(a.into_future(), m.into_future());
-            ra.and(rm)
-        }
-        Some(tls) => {
-            let a = serve_tls(app, ingest, tls, rx);
-            let ((), rm) = tokio::join!(a, m.into_future());
-            rm
+    let m = {
+        let app = app.clone();
+        let rx = rx.clone();
+        async move {
+            match metrics_tls {
+                None => {
+                    axum::serve(metrics, metrics_router(app))
+                        .with_graceful_shutdown(wait(rx))
+                        .await
+                }
+                Some(t) => {
+                    let failures = app.metrics.tls_failures.clone();
+                    let router = metrics_router(app);
+                    serve_tls(metrics, t, failures, rx, move |_| router.clone()).await;
+                    Ok(())
+                }
+            }
         }
     };
+    let i = async move {
+        match tls {
+            None => {
+                axum::serve(ingest, ingest_router(app))
+                    .with_graceful_shutdown(wait(rx))
+                    .await
+            }
+            Some(t) => {
+                let failures = app.metrics.tls_failures.clone();
+                serve_tls(ingest, t, failures, rx, move |peer| {
+                    let router = ingest_router(app.clone());
+                    match peer {
+                        Some(p) => router.layer(axum::Extension(p)),
+                        None => router,
+                    }
+                })
+                .await;
+                Ok(())
+            }
+        }
+    };
+    let (ri, rm) = tokio::join!(i, m);
+    let result = ri.and(rm);
     let _ = ticker.await;
     result
 }
 
-/// The ingest listener with mutual TLS: each connection's client certificate becomes a
-/// [`PeerIdentity`] extension of its requests.
+/// A listener over TLS: each connection's client certificate (when there is one)
+/// becomes a [`PeerIdentity`] given to `make` for that connection's router.
 async fn serve_tls(
-    app: Arc<App>,
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    failures: IntCounter,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    make: impl Fn(Option<PeerIdentity>) -> Router + Send + Sync + 'static,
 ) {
+    let make = Arc::new(make);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let accepted = tokio::select! {
@@ -790,18 +904,19 @@ async fn serve_tls(
             }
         };
         let acceptor = acceptor.clone();
-        let app = app.clone();
+        let make = make.clone();
+        let failures = failures.clone();
         tokio::spawn(async move {
             let stream =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        app.metrics.tls_failures.inc();
+                        failures.inc();
                         tracing::debug!(%from, "TLS handshake refused: {e}");
                         return;
                     }
                     Err(_) => {
-                        app.metrics.tls_failures.inc();
+                        failures.inc();
                         return;
                     }
                 };
@@ -811,10 +926,7 @@ async fn serve_tls(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| identity(c));
-            let mut router = ingest_router(app);
-            if let Some(p) = peer {
-                router = router.layer(axum::Extension(p));
-            }
+            let router = make(peer);
             let svc = hyper_util::service::TowerToHyperService::new(router);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -475,3 +475,54 @@ fn check_reports_errors_and_exits_1() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn basic_auth_guards_the_metrics_listener() {
+    use base64::Engine;
+    let dir = tmp();
+    let path = config(dir.path(), "", "");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text = text.replace(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\nbasic_auth = {{ prometheus = \"{hash}\" }}\n"
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    let c = start(&path);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let r = http(&c.metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 401);
+    assert!(
+        r.headers.contains("www-authenticate: basic"),
+        "{}",
+        r.headers
+    );
+    let wrong = format!("Basic {}", b64("prometheus:nope"));
+    assert_eq!(
+        http(
+            &c.metrics,
+            "GET",
+            "/metrics",
+            &[("Authorization", &wrong)],
+            b""
+        )
+        .status,
+        401
+    );
+    let right = format!("Basic {}", b64("prometheus:s3cret"));
+    for _ in 0..2 {
+        let r = http(
+            &c.metrics,
+            "GET",
+            "/metrics",
+            &[("Authorization", &right)],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("infrawatch_collector_reports_total 0"));
+    }
+    // Ingest is not behind it.
+    assert_eq!(post_report(&c, &report("a", 1, 1.0, vec![])).status, 200);
+}

@@ -162,13 +162,25 @@ fn post_tls(
     Ok(text.split(' ').nth(1).unwrap().parse().unwrap())
 }
 
-fn metrics(c: &Collector) -> String {
-    let mut s = TcpStream::connect(&c.metrics).unwrap();
-    s.write_all(&request(&c.metrics, "/metrics", b"", ""))
+/// `/metrics` over TLS (server certificate only).
+fn metrics(c: &Collector, server_ca: &[u8]) -> String {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(server_ca.to_vec())).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(&c.metrics).unwrap());
+    tls.write_all(&request(&c.metrics, "/metrics", b"", ""))
         .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    String::from_utf8(raw).unwrap()
 }
 
 fn report(agent: &str) -> Report {
@@ -213,7 +225,7 @@ fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
     std::fs::write(
         &cfg,
         format!(
-            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [\"0A:1B\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\n[storage]\nstate_dir = \"{0}/state\"\n",
+            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [\"0A:1B\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
             d.display()
         ),
     )
@@ -264,7 +276,7 @@ fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
         post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
         Ok(200)
     );
-    let m = metrics(&c);
+    let m = metrics(&c, &ca);
     assert!(
         m.contains("\ninfrawatch_packets_total{agent=\"agent-a\",protocol=\"modbus\"} 77\n"),
         "{m}"
