@@ -260,6 +260,44 @@ fn an_accepted_report_shows_in_metrics_with_its_exact_value() {
 }
 
 #[test]
+fn assets_are_listed_as_json_and_csv() {
+    let dir = tmp();
+    let c = start(&config(dir.path(), "", ""));
+    let mut r = report("a", 1, 1.0, vec![]);
+    r.assets = vec![infrawatch_config::report::AssetRecord {
+        mac: Some("00:80:f4:01:02:03".into()),
+        ips: vec!["10.0.0.5".into()],
+        oui_vendor: Some("Telemecanique".into()),
+        vendor: Some("Schneider Electric".into()),
+        model: Some("BMX P34 2020".into()),
+        firmware: Some("v2.70".into()),
+        roles: vec!["modbus_server".into()],
+        first_seen: "2026-01-01T00:00:00Z".into(),
+        last_seen: "2026-01-02T00:00:00Z".into(),
+        ..Default::default()
+    }];
+    assert_eq!(post_report(&c, &r).status, 200);
+    let json: serde_json::Value = serde_json::from_str(&get(&c.metrics, "/api/v1/assets")).unwrap();
+    assert_eq!(json[0]["agent"], "a");
+    assert_eq!(json[0]["firmware"], "v2.70");
+    let r = http(&c.metrics, "GET", "/api/v1/assets?format=csv", &[], b"");
+    assert!(
+        r.headers.contains("content-type: text/csv"),
+        "{}",
+        r.headers
+    );
+    assert_eq!(
+        r.text(),
+        "agent,mac,ips,oui_vendor,vendor,model,firmware,serial,name,roles,zone,first_seen,last_seen\n\
+a,00:80:f4:01:02:03,10.0.0.5,Telemecanique,Schneider Electric,BMX P34 2020,v2.70,,,modbus_server,,2026-01-01T00:00:00Z,2026-01-02T00:00:00Z\n"
+    );
+    assert_eq!(
+        http(&c.metrics, "GET", "/api/v1/assets?format=xml", &[], b"").status,
+        400
+    );
+}
+
+#[test]
 fn strangers_are_refused_counted_and_change_nothing() {
     let dir = tmp();
     let c = start(&config(dir.path(), "", ""));
