@@ -46,12 +46,14 @@ pub struct EventStore {
 }
 
 /// What an upsert did.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Upserted {
     /// Versions written now.
     pub stored: u64,
     /// Versions already held (or older than the one held).
     pub duplicates: u64,
+    /// The versions written now (for forwarding).
+    pub fresh: Vec<Stored>,
 }
 
 impl EventStore {
@@ -147,9 +149,10 @@ impl EventStore {
             self.file.sync_data().map_err(io)?;
         }
         out.stored = fresh.len() as u64;
-        for s in fresh {
-            insert_newest(&mut self.index, s);
+        for s in &fresh {
+            insert_newest(&mut self.index, s.clone());
         }
+        out.fresh = fresh;
         Ok(out)
     }
 
@@ -252,21 +255,11 @@ mod tests {
             rec(1, "a:b:1", 1, "port_scan"),
             rec(2, "a:b:1", 2, "port_scan"),
         ];
-        assert_eq!(
-            s.upsert("a", &batch, 10).unwrap(),
-            Upserted {
-                stored: 2,
-                duplicates: 0
-            }
-        );
+        let u = s.upsert("a", &batch, 10).unwrap();
+        assert_eq!((u.stored, u.duplicates, u.fresh.len()), (2, 0, 2));
         // Replayed: nothing new.
-        assert_eq!(
-            s.upsert("a", &batch, 11).unwrap(),
-            Upserted {
-                stored: 0,
-                duplicates: 2
-            }
-        );
+        let u = s.upsert("a", &batch, 11).unwrap();
+        assert_eq!((u.stored, u.duplicates, u.fresh.len()), (0, 2, 0));
         s.upsert("a", &[rec(3, "a:b:2", 1, "syn_flood")], 12)
             .unwrap();
         assert_eq!(s.len(), 2);

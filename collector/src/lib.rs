@@ -8,6 +8,7 @@
 //! - [`server`]: the two listeners (ingest; metrics and the API) over axum.
 
 pub mod events;
+pub mod forward;
 pub mod server;
 pub mod state;
 pub mod tls;

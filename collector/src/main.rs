@@ -80,9 +80,6 @@ fn check(path: &Path) -> ExitCode {
 
 /// What this build cannot do yet: refused at start rather than silently ignored.
 fn unsupported(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    if !cfg.forward.is_empty() {
-        tracing::warn!("[[forward]] is not available in this build yet: events are not forwarded");
-    }
     if cfg.remote_write.is_some() {
         tracing::warn!("[remote_write] is not available in this build yet: nothing is written");
     }

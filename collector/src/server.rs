@@ -65,6 +65,7 @@ pub struct SelfMetrics {
     pub agents: IntGauge,
     pub events: IntGauge,
     pub tls_failures: IntCounter,
+    pub forward: crate::forward::ForwardMetrics,
 }
 
 impl SelfMetrics {
@@ -103,6 +104,29 @@ impl SelfMetrics {
                 "infrawatch_collector_tls_handshake_failures_total",
                 "Ingest connections refused during the TLS handshake (no, unknown or invalid client certificate, not TLS).",
             )?,
+            forward: crate::forward::ForwardMetrics {
+                sent: IntCounterVec::new(
+                    Opts::new(
+                        "infrawatch_collector_forward_sent_total",
+                        "Event versions sent to a [[forward]] destination.",
+                    ),
+                    &["url"],
+                )?,
+                dropped: IntCounterVec::new(
+                    Opts::new(
+                        "infrawatch_collector_forward_dropped_total",
+                        "Event versions not forwarded: the destination's queue was full.",
+                    ),
+                    &["url"],
+                )?,
+                errors: IntCounterVec::new(
+                    Opts::new(
+                        "infrawatch_collector_forward_errors_total",
+                        "Failed connections and sends to a [[forward]] destination (retried).",
+                    ),
+                    &["url"],
+                )?,
+            },
             rejected,
             registry,
         };
@@ -115,6 +139,9 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.agents.clone()))?;
         m.registry.register(Box::new(m.events.clone()))?;
         m.registry.register(Box::new(m.tls_failures.clone()))?;
+        m.registry.register(Box::new(m.forward.sent.clone()))?;
+        m.registry.register(Box::new(m.forward.dropped.clone()))?;
+        m.registry.register(Box::new(m.forward.errors.clone()))?;
         let build = prometheus::IntGaugeVec::new(
             Opts::new("infrawatch_build_info", "The collector's version."),
             &["version", "revision"],
@@ -145,6 +172,8 @@ pub struct App {
     /// SHA-256 of `Authorization: Basic` values that verified (bounded), so a scrape
     /// does not pay bcrypt every time.
     basic_ok: Mutex<Vec<Vec<u8>>>,
+    /// `[[forward]]` destinations, started by [`serve`].
+    forwarders: std::sync::OnceLock<Vec<crate::forward::Forwarder>>,
     inner: Mutex<Inner>,
     pub metrics: SelfMetrics,
     log_limit: Mutex<HashMap<&'static str, (u64, u64)>>,
@@ -223,6 +252,7 @@ impl App {
             tokens,
             revoked,
             basic_ok: Mutex::new(Vec::new()),
+            forwarders: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 state,
                 events,
@@ -437,6 +467,16 @@ impl App {
             tracing::info!(agent = %report.agent, version = %report.agent_version, "new agent");
             if let Err(e) = self.save_known(&known) {
                 tracing::warn!("cannot save the known agents: {e}");
+            }
+        }
+        if let Some(fw) = self.forwarders.get()
+            && !fw.is_empty()
+        {
+            for s in upserted.fresh {
+                let s = Arc::new(s);
+                for f in fw {
+                    f.offer(s.clone(), &self.metrics.forward);
+                }
             }
         }
         self.metrics.accepted.inc();
@@ -808,6 +848,13 @@ pub async fn serve(
     metrics_tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let _ = app.forwarders.set(
+        app.cfg
+            .forward
+            .iter()
+            .map(|e| crate::forward::spawn(e, app.metrics.forward.clone()))
+            .collect(),
+    );
     let (tx, rx) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

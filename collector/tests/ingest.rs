@@ -564,3 +564,71 @@ fn basic_auth_guards_the_metrics_listener() {
     // Ingest is not behind it.
     assert_eq!(post_report(&c, &report("a", 1, 1.0, vec![])).status, 200);
 }
+
+#[test]
+fn stored_events_are_forwarded_once_as_json_lines_and_syslog() {
+    let dir = tmp();
+    let jsonl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = config(dir.path(), "", "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[[forward]]\nkind = \"jsonl\"\nurl = \"tcp://{}\"\n[[forward]]\nkind = \"syslog\"\nurl = \"tcp://{}\"\n",
+        jsonl.local_addr().unwrap(),
+        syslog.local_addr().unwrap()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let c = start(&path);
+    let events = vec![event("a", 1, 1, 1), event("a", 2, 2, 1)];
+    assert_eq!(
+        post_report(&c, &report("a", 1, 1.0, events.clone())).status,
+        200
+    );
+    // Replayed: not forwarded again.
+    assert_eq!(post_report(&c, &report("a", 2, 1.0, events)).status, 200);
+    assert_eq!(
+        post_report(&c, &report("a", 3, 1.0, vec![event("a", 3, 3, 1)])).status,
+        200
+    );
+    let (s, _) = jsonl.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let v: serde_json::Value =
+                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            assert_eq!(v["agent"], "a");
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids, vec!["a:boot-1:1", "a:boot-1:2", "a:boot-1:3"]);
+    let (mut s, _) = syslog.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // RFC 6587 octet counting: "LEN SP MSG".
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let mut len = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            s.read_exact(&mut b).unwrap();
+            if b[0] == b' ' {
+                break;
+            }
+            len.push(b[0]);
+        }
+        let n: usize = String::from_utf8(len).unwrap().parse().unwrap();
+        let mut msg = vec![0u8; n];
+        s.read_exact(&mut msg).unwrap();
+        got.push(String::from_utf8(msg).unwrap());
+    }
+    assert!(got[0].starts_with("<131>1 - a infrawatch - port_scan [infrawatch@32473 id=\"a:boot-1:1\" version=\"1\" severity=\"high\"] {"), "{}", got[0]);
+    assert!(got[2].contains("id=\"a:boot-1:3\""), "{}", got[2]);
+    let m = metrics(&c);
+    assert!(
+        m.contains(&format!(
+            "infrawatch_collector_forward_dropped_total{{url=\"tcp://{}\"}} 0",
+            jsonl.local_addr().unwrap()
+        )),
+        "{m}"
+    );
+}

@@ -157,6 +157,9 @@ pub struct ForwardEntry {
     pub kind: ForwardKind,
     /// `tcp://host:port`, `tcp+tls://host:port` or `udp://host:port`.
     pub url: String,
+    /// For `tcp+tls://`: the CA that signed the SIEM's certificate.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -237,7 +240,7 @@ pub fn load_collector(path: &str, text: &str, env: &dyn Environment) -> Loaded<C
         validate_storage(s, &mut doc);
     }
     if let Some(f) = &forward {
-        validate_forward(f, &mut doc);
+        validate_forward(f, &mut doc, env);
     }
     if let Some(Some(r)) = &remote_write {
         validate_remote_write(r, &mut doc);
@@ -500,8 +503,29 @@ fn validate_storage(s: &StorageSection, doc: &mut Doc<'_>) {
     }
 }
 
-fn validate_forward(f: &[ForwardEntry], doc: &mut Doc<'_>) {
+fn validate_forward(f: &[ForwardEntry], doc: &mut Doc<'_>, env: &dyn Environment) {
     for (n, e) in f.iter().enumerate() {
+        if e.url.starts_with("tcp+tls://") {
+            match &e.ca {
+                None => {
+                    let span = doc.span_of(&[Seg::Key("forward"), Seg::Index(n)]);
+                    doc.push(
+                        Diagnostic::error(span, "a tcp+tls:// forward needs `ca`")
+                            .with_help("give the CA file that signed the SIEM's certificate"),
+                    );
+                }
+                Some(ca) => {
+                    if let Err(err) = env.readable(ca) {
+                        let span =
+                            doc.span_of(&[Seg::Key("forward"), Seg::Index(n), Seg::Key("ca")]);
+                        doc.push(Diagnostic::error(
+                            span,
+                            format!("cannot read {}: {err}", ca.display()),
+                        ));
+                    }
+                }
+            }
+        }
         let ok = ["tcp://", "tcp+tls://", "udp://"].iter().any(|s| {
             e.url
                 .strip_prefix(s)
@@ -605,6 +629,7 @@ retention = "90d"
 [[forward]]
 kind = "syslog"
 url = "tcp+tls://siem.site:6514"
+ca = "/etc/infrawatch/ca.pem"
 
 [remote_write]
 url = "http://victoria.site:8428/api/v1/write"
