@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod forward;
+pub mod remote_write;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -80,8 +80,10 @@ fn check(path: &Path) -> ExitCode {
 
 /// What this build cannot do yet: refused at start rather than silently ignored.
 fn unsupported(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    if cfg.remote_write.is_some() {
-        tracing::warn!("[remote_write] is not available in this build yet: nothing is written");
+    if let Some(rw) = &cfg.remote_write
+        && rw.url.starts_with("https://")
+    {
+        bail!("[remote_write]: https:// is not available in this build yet; use http://");
     }
     Ok(())
 }

@@ -66,6 +66,8 @@ pub struct SelfMetrics {
     pub events: IntGauge,
     pub tls_failures: IntCounter,
     pub forward: crate::forward::ForwardMetrics,
+    pub remote_writes: IntCounter,
+    pub remote_write_failures: IntCounter,
 }
 
 impl SelfMetrics {
@@ -104,6 +106,14 @@ impl SelfMetrics {
                 "infrawatch_collector_tls_handshake_failures_total",
                 "Ingest connections refused during the TLS handshake (no, unknown or invalid client certificate, not TLS).",
             )?,
+            remote_writes: counter(
+                "infrawatch_collector_remote_write_requests_total",
+                "Remote-write requests sent.",
+            )?,
+            remote_write_failures: counter(
+                "infrawatch_collector_remote_write_failures_total",
+                "Remote-write requests that failed (no connection, or not a 2xx answer).",
+            )?,
             forward: crate::forward::ForwardMetrics {
                 sent: IntCounterVec::new(
                     Opts::new(
@@ -140,6 +150,9 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.events.clone()))?;
         m.registry.register(Box::new(m.tls_failures.clone()))?;
         m.registry.register(Box::new(m.forward.sent.clone()))?;
+        m.registry.register(Box::new(m.remote_writes.clone()))?;
+        m.registry
+            .register(Box::new(m.remote_write_failures.clone()))?;
         m.registry.register(Box::new(m.forward.dropped.clone()))?;
         m.registry.register(Box::new(m.forward.errors.clone()))?;
         let build = prometheus::IntGaugeVec::new(
@@ -488,6 +501,11 @@ impl App {
             events_upto: report.events.iter().map(|e| e.store_seq).max().unwrap_or(0),
         };
         json(serde_json::to_vec(&ack).unwrap_or_default())
+    }
+
+    /// The snappy-compressed remote-write request of the agent series now.
+    pub fn remote_write_body(&self, now_ms: u64) -> Vec<u8> {
+        crate::remote_write::write_request(&self.lock().state, now_ms)
     }
 
     /// The whole `/metrics` body: agent series, then the collector's own.
@@ -856,6 +874,37 @@ pub async fn serve(
             .collect(),
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(rw) = app.cfg.remote_write.clone() {
+        let app = app.clone();
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(rw.interval.0);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = rx.wait_for(|stop| *stop) => break,
+                }
+                let a = app.clone();
+                let Ok(body) =
+                    tokio::task::spawn_blocking(move || a.remote_write_body(now_ms())).await
+                else {
+                    continue;
+                };
+                app.metrics.remote_writes.inc();
+                match crate::remote_write::post(&rw.url, &body).await {
+                    Ok(code) if (200..300).contains(&code) => {}
+                    Ok(code) => {
+                        app.metrics.remote_write_failures.inc();
+                        tracing::warn!(url = %rw.url, "remote_write answered {code}");
+                    }
+                    Err(e) => {
+                        app.metrics.remote_write_failures.inc();
+                        tracing::warn!(url = %rw.url, "remote_write failed: {e}");
+                    }
+                }
+            }
+        });
+    }
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };

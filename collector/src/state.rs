@@ -56,6 +56,15 @@ impl AgentState {
     pub fn series_count(&self) -> usize {
         self.series.len()
     }
+
+    /// Each series as its pre-escaped prefix (`name{agent="id",…} `) and value.
+    pub fn series_prefixes(&self) -> impl Iterator<Item = (&[u8], f64)> {
+        self.series.iter().filter_map(|s| {
+            self.arena
+                .get(s.start as usize..s.end as usize)
+                .map(|p| (p, s.value))
+        })
+    }
 }
 
 /// What persists of an agent across collector restarts.

@@ -632,3 +632,61 @@ fn stored_events_are_forwarded_once_as_json_lines_and_syslog() {
         "{m}"
     );
 }
+
+#[test]
+fn remote_write_sends_the_series_as_snappy_protobuf() {
+    let dir = tmp();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = config(dir.path(), "", "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[remote_write]\nurl = \"http://{}/api/v1/write\"\ninterval = \"1s\"\n",
+        receiver.local_addr().unwrap()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let c = start(&path);
+    assert_eq!(
+        post_report(&c, &report("rw-agent", 1, 4242.0, vec![])).status,
+        200
+    );
+    // Requests come every second; the first may predate the report.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "no remote write with the series");
+        let (mut s, _) = receiver.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut head = String::new();
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("POST /api/v1/write HTTP/1.1"), "{head}");
+        assert!(head.contains("Content-Encoding: snappy"), "{head}");
+        assert!(
+            head.contains("X-Prometheus-Remote-Write-Version: 0.1.0"),
+            "{head}"
+        );
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+        if has(b"infrawatch_packets_total") {
+            assert!(has(b"rw-agent"));
+            assert!(has(b"modbus"));
+            assert!(has(&4242.0f64.to_le_bytes()));
+            assert!(has(b"infrawatch_agent_up"));
+            break;
+        }
+    }
+}
