@@ -156,7 +156,11 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.forward.dropped.clone()))?;
         m.registry.register(Box::new(m.forward.errors.clone()))?;
         let build = prometheus::IntGaugeVec::new(
-            Opts::new("infrawatch_build_info", "The collector's version."),
+            // Not `infrawatch_build_info`: agents report that one, with their `agent`.
+            Opts::new(
+                "infrawatch_collector_build_info",
+                "The collector's version.",
+            ),
             &["version", "revision"],
         )?;
         build

@@ -360,9 +360,21 @@ fn series_name<'a>(a: &'a AgentState, s: &Series) -> &'a [u8] {
         .unwrap_or_default()
 }
 
+/// Names the collector renders itself: an agent series of such a name is refused, so
+/// the exposition never has two groups of one name.
+fn reserved_name(n: &str) -> bool {
+    n == "infrawatch_agent_up"
+        || n == "infrawatch_agent_last_report_timestamp_seconds"
+        || n.starts_with("infrawatch_collector_")
+        || n.starts_with("process_")
+}
+
 /// Escapes a sample into the agent's arena; false (nothing kept) when a name is invalid.
 fn push_series(a: &mut AgentState, agent: &str, kind: Kind, s: &Sample) -> bool {
-    if !valid_metric_name(&s.name) || !s.labels.iter().all(|(k, _)| valid_label_name(k)) {
+    if !valid_metric_name(&s.name)
+        || reserved_name(&s.name)
+        || !s.labels.iter().all(|(k, _)| valid_label_name(k))
+    {
         return false;
     }
     let start = a.arena.len();
@@ -532,10 +544,12 @@ infrawatch_packets_total{agent=\"b\",interface=\"eth1\",protocol=\"modbus\"} 7\n
             sample("bad name", &[], 1.0),
             sample("y_total", &[("agent", "spoof")], 1.0),
             sample("z_total", &[], f64::NAN),
+            sample("infrawatch_agent_up", &[], 1.0),
+            sample("process_cpu_seconds_total", &[], 1.0),
         ];
         r.gauges.clear();
         let applied = s.apply(&r, 0).unwrap();
-        assert_eq!(applied.series_refused, 2);
+        assert_eq!(applied.series_refused, 4);
         let out = render(&s, 0);
         assert!(
             out.contains("x_total{agent=\"a\",l=\"a\\\"b\\\\c\\nd\"} +Inf\n"),
