@@ -310,6 +310,9 @@ impl State {
         for (name, a, i, j) in groups {
             if name != last {
                 let kind = a.series.get(i).map_or(Kind::Gauge, |s| s.kind);
+                out.extend_from_slice(b"# HELP ");
+                out.extend_from_slice(name);
+                out.extend_from_slice(b" Reported by the agents (see the metric reference).\n");
                 out.extend_from_slice(b"# TYPE ");
                 out.extend_from_slice(name);
                 out.extend_from_slice(match kind {
@@ -503,9 +506,11 @@ mod tests {
         // An older report of the same boot does not go back in time.
         assert!(s.apply(&report("a", 1, 5.0), 1_600).unwrap().stale_samples);
         let out = render(&s, 2_000);
-        let expected = "# TYPE infrawatch_flows_active gauge\n\
+        let expected = "# HELP infrawatch_flows_active Reported by the agents (see the metric reference).\n\
+# TYPE infrawatch_flows_active gauge\n\
 infrawatch_flows_active{agent=\"a\"} 2\n\
 infrawatch_flows_active{agent=\"b\"} 2\n\
+# HELP infrawatch_packets_total Reported by the agents (see the metric reference).\n\
 # TYPE infrawatch_packets_total counter\n\
 infrawatch_packets_total{agent=\"a\",interface=\"eth1\",protocol=\"modbus\"} 9\n\
 infrawatch_packets_total{agent=\"b\",interface=\"eth1\",protocol=\"modbus\"} 7\n";

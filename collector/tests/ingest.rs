@@ -217,6 +217,26 @@ fn an_accepted_report_shows_in_metrics_with_its_exact_value() {
         "{m}"
     );
     assert!(m.contains("\nprocess_resident_memory_bytes "), "{m}");
+    // promtool (Debian `prometheus`) accepts the exposition, lint included.
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(mut p) => {
+            p.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+            let out = p.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) => println!("SKIP promtool: not installed"),
+    }
     // Content type and gzip when asked.
     let r = http(
         &c.metrics,
