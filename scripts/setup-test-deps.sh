@@ -17,6 +17,7 @@ APT_PACKAGES=(
   valgrind        # instruction counts of the benchmarks
   gcc             # bench/c_floor.c, the C reference of the benchmarks
   ieee-data       # OUI registry (tools/gen_oui.py)
+  prometheus      # promtool check metrics on the collector's /metrics
 )
 
 need=()
