@@ -41,6 +41,8 @@ pub struct EventStore {
     file: File,
     index: HashMap<String, Stored>,
     retention_ms: u64,
+    /// The cap on events held; past it the oldest tenth is dropped.
+    max_events: usize,
     /// Lines skipped when opening (torn or unreadable).
     pub skipped_on_open: u64,
 }
@@ -54,6 +56,8 @@ pub struct Upserted {
     pub duplicates: u64,
     /// The versions written now (for forwarding).
     pub fresh: Vec<Stored>,
+    /// Events dropped from the index because the store was over `max_events`.
+    pub evicted: u64,
 }
 
 impl EventStore {
@@ -103,6 +107,7 @@ impl EventStore {
             file,
             index,
             retention_ms,
+            max_events: usize::MAX,
             skipped_on_open: skipped,
         })
     }
@@ -153,7 +158,34 @@ impl EventStore {
             insert_newest(&mut self.index, s.clone());
         }
         out.fresh = fresh;
+        out.evicted = self.evict_over_cap() as u64;
         Ok(out)
+    }
+
+    /// Caps the events held (`[storage] max_events`).
+    pub fn set_max_events(&mut self, max: usize) {
+        self.max_events = max.max(1);
+        self.evict_over_cap();
+    }
+
+    /// Over the cap, drops the oldest tenth of the cap (by arrival) from the index, so
+    /// eviction is rare and amortised; returns how many.
+    fn evict_over_cap(&mut self) -> usize {
+        if self.index.len() <= self.max_events {
+            return 0;
+        }
+        let target = self.max_events - self.max_events / 10;
+        let mut by_age: Vec<(u64, String)> = self
+            .index
+            .values()
+            .map(|s| (s.received_ms, s.id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let n = self.index.len() - target;
+        for (_, id) in by_age.into_iter().take(n) {
+            self.index.remove(&id);
+        }
+        n
     }
 
     /// Drops events older than the retention from the index (the file is compacted at
@@ -276,6 +308,24 @@ mod tests {
         // Compacted: one line per event.
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn the_store_is_capped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = EventStore::open(dir.path(), 3_600_000, 0).unwrap();
+        s.set_max_events(10);
+        for i in 0..10u64 {
+            let u = s
+                .upsert("a", &[rec(i, &format!("a:b:{i}"), 1, "k")], i)
+                .unwrap();
+            assert_eq!(u.evicted, 0);
+        }
+        let u = s.upsert("a", &[rec(10, "a:b:10", 1, "k")], 10).unwrap();
+        assert_eq!(u.evicted, 2);
+        assert_eq!(s.len(), 9);
+        assert!(s.get("a:b:0").is_none() && s.get("a:b:1").is_none());
+        assert!(s.get("a:b:10").is_some());
     }
 
     #[test]

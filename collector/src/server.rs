@@ -65,6 +65,7 @@ pub struct SelfMetrics {
     pub agents: IntGauge,
     pub events: IntGauge,
     pub tls_failures: IntCounter,
+    pub events_evicted: IntCounter,
     pub forward: crate::forward::ForwardMetrics,
     pub remote_writes: IntCounter,
     pub remote_write_failures: IntCounter,
@@ -105,6 +106,10 @@ impl SelfMetrics {
             tls_failures: counter(
                 "infrawatch_collector_tls_handshake_failures_total",
                 "Ingest connections refused during the TLS handshake (no, unknown or invalid client certificate, not TLS).",
+            )?,
+            events_evicted: counter(
+                "infrawatch_collector_events_evicted_total",
+                "Events dropped, oldest first, because the store held [storage] max_events.",
             )?,
             remote_writes: counter(
                 "infrawatch_collector_remote_write_requests_total",
@@ -151,6 +156,7 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.tls_failures.clone()))?;
         m.registry.register(Box::new(m.forward.sent.clone()))?;
         m.registry.register(Box::new(m.remote_writes.clone()))?;
+        m.registry.register(Box::new(m.events_evicted.clone()))?;
         m.registry
             .register(Box::new(m.remote_write_failures.clone()))?;
         m.registry.register(Box::new(m.forward.dropped.clone()))?;
@@ -226,11 +232,12 @@ fn known_path(cfg: &CollectorConfig) -> PathBuf {
 impl App {
     /// Opens the state directory (events, known agents) and builds the state.
     pub fn open(cfg: CollectorConfig, now_ms: u64) -> Result<Arc<App>, StartError> {
-        let events = EventStore::open(
+        let mut events = EventStore::open(
             &cfg.storage.state_dir,
             cfg.storage.retention.0.as_millis() as u64,
             now_ms,
         )?;
+        events.set_max_events(cfg.storage.max_events as usize);
         let path = known_path(&cfg);
         let known: Vec<KnownAgent> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -499,6 +506,7 @@ impl App {
         self.metrics.accepted.inc();
         self.metrics.events_stored.inc_by(upserted.stored);
         self.metrics.events_duplicate.inc_by(upserted.duplicates);
+        self.metrics.events_evicted.inc_by(upserted.evicted);
         self.metrics.series_refused.inc_by(applied.series_refused);
         let ack = Ack {
             seq: report.seq,

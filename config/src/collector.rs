@@ -130,6 +130,8 @@ pub struct StorageSection {
     pub state_dir: PathBuf,
     /// Events older than this are dropped.
     pub retention: HumanDuration,
+    /// Events held at most; past it the oldest are dropped (counted).
+    pub max_events: u32,
 }
 
 impl Default for StorageSection {
@@ -137,6 +139,7 @@ impl Default for StorageSection {
         StorageSection {
             state_dir: PathBuf::from("/var/lib/infrawatch-collector"),
             retention: HumanDuration::secs(90 * 86_400),
+            max_events: 1_000_000,
         }
     }
 }
@@ -492,6 +495,13 @@ fn validate_storage(s: &StorageSection, doc: &mut Doc<'_>) {
         doc.push(
             Diagnostic::error(span, "state_dir must be an absolute path")
                 .with_help("e.g. \"/var/lib/infrawatch-collector\""),
+        );
+    }
+    if s.max_events < 1000 || s.max_events > 100_000_000 {
+        let span = doc.span_of(&[Seg::Key("storage"), Seg::Key("max_events")]);
+        doc.push(
+            Diagnostic::error(span, "max_events must be between 1000 and 100000000")
+                .with_help("each event takes about 1 KiB of memory"),
         );
     }
     if s.retention.0.as_secs() < 3600 {
