@@ -62,7 +62,12 @@ pub struct Upserted {
 
 impl EventStore {
     /// Opens (creating the directory and the file) and rebuilds the index.
-    pub fn open(dir: &Path, retention_ms: u64, now_ms: u64) -> Result<EventStore, StoreError> {
+    pub fn open(
+        dir: &Path,
+        retention_ms: u64,
+        max_events: usize,
+        now_ms: u64,
+    ) -> Result<EventStore, StoreError> {
         let path = dir.join("events.jsonl");
         let io = |source| StoreError::Io {
             path: path.clone(),
@@ -84,6 +89,17 @@ impl EventStore {
             }
         }
         index.retain(|_, s| now_ms.saturating_sub(s.received_ms) <= retention_ms);
+        if index.len() > max_events {
+            let mut by_age: Vec<(u64, String)> = index
+                .values()
+                .map(|s| (s.received_ms, s.id.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let n = index.len() - max_events;
+            for (_, id) in by_age.into_iter().take(n) {
+                index.remove(&id);
+            }
+        }
         // Rewrite compactly: only the newest version of each retained event.
         let tmp = dir.join("events.jsonl.tmp");
         {
@@ -107,7 +123,7 @@ impl EventStore {
             file,
             index,
             retention_ms,
-            max_events: usize::MAX,
+            max_events: max_events.max(1),
             skipped_on_open: skipped,
         })
     }
@@ -282,7 +298,7 @@ mod tests {
     #[test]
     fn upsert_keeps_the_newest_version_once_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = EventStore::open(dir.path(), 3_600_000, 0).unwrap();
+        let mut s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 0).unwrap();
         let batch = [
             rec(1, "a:b:1", 1, "port_scan"),
             rec(2, "a:b:1", 2, "port_scan"),
@@ -301,7 +317,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"received_ms\":1,\"ag").unwrap();
         drop(f);
-        let s = EventStore::open(dir.path(), 3_600_000, 100).unwrap();
+        let s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 100).unwrap();
         assert_eq!(s.skipped_on_open, 1);
         assert_eq!(s.len(), 2);
         assert_eq!(s.get("a:b:1").unwrap().version, 2);
@@ -313,7 +329,7 @@ mod tests {
     #[test]
     fn the_store_is_capped_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = EventStore::open(dir.path(), 3_600_000, 0).unwrap();
+        let mut s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 0).unwrap();
         s.set_max_events(10);
         for i in 0..10u64 {
             let u = s
@@ -331,7 +347,7 @@ mod tests {
     #[test]
     fn retention_and_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = EventStore::open(dir.path(), 1_000, 0).unwrap();
+        let mut s = EventStore::open(dir.path(), 1_000, usize::MAX, 0).unwrap();
         s.upsert("a", &[rec(1, "a:b:1", 1, "port_scan")], 0)
             .unwrap();
         s.upsert("b", &[rec(2, "b:b:1", 1, "syn_flood")], 500)
@@ -356,7 +372,7 @@ mod tests {
         assert_eq!(s.query(&q)[0].agent, "b");
         assert_eq!(s.enforce_retention(1_200), 1);
         drop(s);
-        let s = EventStore::open(dir.path(), 1_000, 2_000).unwrap();
+        let s = EventStore::open(dir.path(), 1_000, usize::MAX, 2_000).unwrap();
         assert!(s.is_empty());
     }
 }

@@ -232,12 +232,12 @@ fn known_path(cfg: &CollectorConfig) -> PathBuf {
 impl App {
     /// Opens the state directory (events, known agents) and builds the state.
     pub fn open(cfg: CollectorConfig, now_ms: u64) -> Result<Arc<App>, StartError> {
-        let mut events = EventStore::open(
+        let events = EventStore::open(
             &cfg.storage.state_dir,
             cfg.storage.retention.0.as_millis() as u64,
+            cfg.storage.max_events as usize,
             now_ms,
         )?;
-        events.set_max_events(cfg.storage.max_events as usize);
         let path = known_path(&cfg);
         let known: Vec<KnownAgent> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
