@@ -228,13 +228,14 @@ impl State {
                     applied.series_refused += 1;
                 }
             }
-            // Grouped by name at scrape time: sort once here.
+            // Grouped by name at scrape time: sort once here (stable, so of two samples
+            // of the same series the first is kept: a duplicate would break the scrape).
             let arena = &a.arena;
-            a.series.sort_by(|x, y| {
-                let kx = arena.get(x.start as usize..x.end as usize);
-                let ky = arena.get(y.start as usize..y.end as usize);
-                kx.cmp(&ky)
-            });
+            let key = |x: &Series| arena.get(x.start as usize..x.end as usize);
+            a.series.sort_by(|x, y| key(x).cmp(&key(y)));
+            let before = a.series.len();
+            a.series.dedup_by(|later, first| key(later) == key(first));
+            applied.series_refused += (before - a.series.len()) as u64;
         }
         for asset in &r.assets {
             if let Some(key) = asset_key(asset) {
@@ -551,10 +552,11 @@ infrawatch_packets_total{agent=\"b\",interface=\"eth1\",protocol=\"modbus\"} 7\n
             sample("z_total", &[], f64::NAN),
             sample("infrawatch_agent_up", &[], 1.0),
             sample("process_cpu_seconds_total", &[], 1.0),
+            sample("z_total", &[], 5.0),
         ];
         r.gauges.clear();
         let applied = s.apply(&r, 0).unwrap();
-        assert_eq!(applied.series_refused, 4);
+        assert_eq!(applied.series_refused, 5);
         let out = render(&s, 0);
         assert!(
             out.contains("x_total{agent=\"a\",l=\"a\\\"b\\\\c\\nd\"} +Inf\n"),
