@@ -631,3 +631,57 @@ infrawatch_packets_total{agent=\"b\",interface=\"eth1\",protocol=\"modbus\"} 7\n
         assert_eq!(a.last_seen, "2026-01-02T00:00:00Z");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::print_stdout)] // test code
+mod scale {
+    use super::*;
+
+    /// 1,000 agents × 500 series: apply every report, then render once (run with
+    /// `--ignored --nocapture`; prints the times, asserts only the output).
+    #[test]
+    #[ignore]
+    fn thousand_agents_of_500_series() {
+        let limits = Limits {
+            stale_after_ms: 300_000,
+            forget_after_ms: 600_000,
+            max_series_per_agent: 10_000,
+            max_agents: 1_000,
+        };
+        let mut s = State::new(limits, &[], &[]);
+        let counters: Vec<Sample> = (0..500)
+            .map(|i| Sample {
+                name: format!("infrawatch_m{}_total", i % 25),
+                labels: vec![
+                    ("interface".into(), "eth1".into()),
+                    ("protocol".into(), format!("p{i}")),
+                ],
+                value: i as f64,
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        for a in 0..1_000 {
+            let r = Report {
+                version: 1,
+                agent: format!("agent-{a}"),
+                boot: "b".into(),
+                seq: 1,
+                counters: counters.clone(),
+                ..Report::default()
+            };
+            s.apply(&r, 1).unwrap();
+        }
+        let apply = t.elapsed();
+        let mut out = Vec::new();
+        let t = std::time::Instant::now();
+        s.render(2, &mut out);
+        let render = t.elapsed();
+        println!(
+            "apply 1000 reports: {apply:?} ({:?}/report); render {} series: {render:?}, {} bytes",
+            apply / 1_000,
+            s.series_total(),
+            out.len()
+        );
+        assert_eq!(s.series_total(), 500_000);
+    }
+}
