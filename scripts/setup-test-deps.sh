@@ -18,6 +18,7 @@ APT_PACKAGES=(
   gcc             # bench/c_floor.c, the C reference of the benchmarks
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
+  prometheus      # promtool check metrics on the collector's /metrics
 )
 
 need=()

@@ -9,7 +9,7 @@
 //! them (GNU-style positions, the help, exit status 1).
 
 use infrawatch_agent::vocab::vocabulary;
-use infrawatch_config::{Environment, load_agent_file, load_policy_file};
+use infrawatch_config::{Environment, load_agent_file, load_collector_file, load_policy_file};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,7 +41,7 @@ impl Environment for ExampleHost {
 #[test]
 fn every_example_config_loads_without_errors_or_warnings() {
     let files = example_files();
-    assert!(files.len() >= 2, "{files:?}");
+    assert!(files.len() >= 3, "{files:?}");
     let vocab = vocabulary();
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
@@ -51,8 +51,13 @@ fn every_example_config_loads_without_errors_or_warnings() {
         } else if name.starts_with("agent") {
             let l = load_agent_file(f, &ExampleHost);
             (l.render(), l.diagnostics.len(), l.config.is_some())
+        } else if name.starts_with("collector") {
+            let l = load_collector_file(f, &ExampleHost);
+            (l.render(), l.diagnostics.len(), l.config.is_some())
         } else {
-            panic!("{name}: no loader for this example; name it agent*.toml or policy*.toml");
+            panic!(
+                "{name}: no loader for this example; name it agent*.toml, collector*.toml or policy*.toml"
+            );
         };
         assert!(valid, "{name} is invalid:\n{rendered}");
         assert_eq!(diagnostics, 0, "{name}:\n{rendered}");

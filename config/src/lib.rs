@@ -2,6 +2,8 @@
 //!
 //! - [`agent`]: `agent.toml`, typed and strictly validated ([`agent::load_agent`] is the
 //!   one path used by `check`, start-up and reload);
+//! - [`collector`]: `collector.toml`, typed and strictly validated
+//!   ([`collector::load_collector`] is the one path of `check` and start-up);
 //! - [`diag`]: `PATH:LINE:COL: error: …` diagnostics with the snippet and a suggestion,
 //!   shared by every operator-edited file;
 //! - [`doc`]: the strict TOML loader that reports every error at once;
@@ -15,6 +17,7 @@
 //! [`agent::Environment`].
 
 pub mod agent;
+pub mod collector;
 pub mod diag;
 pub mod doc;
 pub mod filter;
@@ -23,5 +26,6 @@ pub mod report;
 pub mod units;
 
 pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};
+pub use collector::{CollectorConfig, load_collector, load_collector_file};
 pub use diag::{Diagnostic, Severity, Source};
 pub use policy::{Policy, Vocabulary, load_policy, load_policy_file};

@@ -1,0 +1,302 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code
+//! Mutual TLS on the real collector's ingest listener (127.0.0.1, certificates made by
+//! the test with rcgen): an agent's own certificate is accepted; posting as another
+//! agent, a revoked certificate, no certificate, another CA's certificate and plain HTTP
+//! are refused and counted, and the collector keeps serving.
+
+use infrawatch_config::report::{REPORT_PATH, Report, Sample, encode};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+    /// (cert DER, key DER, cert PEM, key PEM)
+    fn leaf(
+        &self,
+        san: Option<&str>,
+        cn: &str,
+        serial: u64,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> (Vec<u8>, Vec<u8>, String, String) {
+        let mut p =
+            CertificateParams::new(san.map(|s| vec![s.to_string()]).unwrap_or_default()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (
+            cert.der().to_vec(),
+            key.serialize_der(),
+            cert.pem(),
+            key.serialize_pem(),
+        )
+    }
+}
+
+struct Collector {
+    child: Child,
+    ingest: String,
+    metrics: String,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(config: &Path) -> Collector {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infrawatch-collector"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("INFRAWATCH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut ingest, mut metrics) = (None, None);
+    while ingest.is_none() || metrics.is_none() {
+        let line = lines.next().expect("the collector exited").unwrap();
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        if line.contains("ingest listening on ") {
+            ingest = Some(addr);
+        } else if line.contains("metrics listening on ") {
+            metrics = Some(addr);
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Collector {
+        child,
+        ingest: ingest.unwrap(),
+        metrics: metrics.unwrap(),
+    }
+}
+
+fn request(addr: &str, path: &str, body: &[u8], extra: &str) -> Vec<u8> {
+    let method = if body.is_empty() && extra.is_empty() {
+        "GET"
+    } else {
+        "POST"
+    };
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Posts over TLS with `client` (cert DER, key DER) or none; `Err` when the handshake
+/// or the connection fails, else the status code.
+fn post_tls(
+    c: &Collector,
+    server_ca: &[u8],
+    client: Option<(&[u8], &[u8])>,
+    report: &Report,
+) -> Result<u16, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(server_ca.to_vec())).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert.to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(&c.ingest).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let body = encode(report);
+    tls.write_all(&request(
+        &c.ingest,
+        REPORT_PATH,
+        &body,
+        "Content-Encoding: gzip\r\n",
+    ))
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    let res = tls.read_to_end(&mut raw);
+    if raw.is_empty() {
+        return Err(format!("no answer: {res:?}"));
+    }
+    let text = String::from_utf8_lossy(&raw);
+    Ok(text.split(' ').nth(1).unwrap().parse().unwrap())
+}
+
+/// `/metrics` over TLS (server certificate only).
+fn metrics(c: &Collector, server_ca: &[u8]) -> String {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(server_ca.to_vec())).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(&c.metrics).unwrap());
+    tls.write_all(&request(&c.metrics, "/metrics", b"", ""))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    String::from_utf8(raw).unwrap()
+}
+
+fn report(agent: &str) -> Report {
+    Report {
+        version: 1,
+        agent: agent.into(),
+        boot: "b".into(),
+        seq: 1,
+        agent_version: "0.1.0".into(),
+        counters: vec![Sample {
+            name: "infrawatch_packets_total".into(),
+            labels: vec![("protocol".into(), "modbus".into())],
+            value: 77.0,
+        }],
+        ..Report::default()
+    }
+}
+
+#[test]
+fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let d = dir.path();
+    let site = Ca::new("site CA");
+    let other = Ca::new("another CA");
+    let (_, _, server_pem, server_key) = site.leaf(
+        Some("localhost"),
+        "collector",
+        1,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let client = ExtendedKeyUsagePurpose::ClientAuth;
+    let (a_der, a_key, ..) = site.leaf(Some("agent-a"), "ignored", 0x10, client.clone());
+    let (cn_der, cn_key, ..) = site.leaf(None, "agent-cn", 0x11, client.clone());
+    let (rev_der, rev_key, ..) = site.leaf(Some("agent-r"), "r", 0x0a1b, client.clone());
+    let (x_der, x_key, ..) = other.leaf(Some("agent-a"), "a", 0x10, client);
+    std::fs::write(d.join("ca.pem"), site.issuer.pem()).unwrap();
+    std::fs::write(d.join("collector.pem"), server_pem).unwrap();
+    std::fs::write(d.join("collector.key"), server_key).unwrap();
+    let cfg = d.join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [\"0A:1B\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let c = start(&cfg);
+    let ca = site.issuer.der().to_vec();
+    // Itself: in.
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(200)
+    );
+    // Identity from the CN when there is no DNS name.
+    assert_eq!(
+        post_tls(&c, &ca, Some((&cn_der, &cn_key)), &report("agent-cn")),
+        Ok(200)
+    );
+    // Posting as another agent.
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-b")),
+        Ok(403)
+    );
+    // Revoked.
+    assert_eq!(
+        post_tls(&c, &ca, Some((&rev_der, &rev_key)), &report("agent-r")),
+        Ok(403)
+    );
+    // No client certificate, another CA's: the handshake fails.
+    assert!(post_tls(&c, &ca, None, &report("agent-a")).is_err());
+    assert!(post_tls(&c, &ca, Some((&x_der, &x_key)), &report("agent-a")).is_err());
+    // Plain HTTP to the TLS port: no HTTP answer.
+    let mut s = TcpStream::connect(&c.ingest).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(&request(
+        &c.ingest,
+        REPORT_PATH,
+        &encode(&report("agent-a")),
+        "",
+    ));
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(
+        !raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    // Still serving, and all of it counted.
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(200)
+    );
+    let m = metrics(&c, &ca);
+    assert!(
+        m.contains("\ninfrawatch_packets_total{agent=\"agent-a\",protocol=\"modbus\"} 77\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\ninfrawatch_packets_total{agent=\"agent-cn\",protocol=\"modbus\"} 77\n"),
+        "{m}"
+    );
+    assert!(!m.contains("agent=\"agent-b\""), "{m}");
+    assert!(!m.contains("agent=\"agent-r\""), "{m}");
+    assert!(
+        m.contains("rejected_reports_total{reason=\"forbidden\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rejected_reports_total{reason=\"revoked\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\ninfrawatch_collector_tls_handshake_failures_total 3\n"),
+        "{m}"
+    );
+}
