@@ -200,19 +200,32 @@ impl<T> Loaded<T> {
     }
 }
 
-/// Reads and validates an agent.toml from disk.
-pub fn load_agent_file(path: &Path, env: &dyn Environment) -> Loaded<AgentConfig> {
+/// Reads an operator file and hands its text to `load`; a file that cannot be read is
+/// one diagnostic whose help says which flag names the file (`help`).
+pub fn load_file<T>(
+    path: &Path,
+    help: &str,
+    load: impl FnOnce(&str, &str) -> Loaded<T>,
+) -> Loaded<T> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_agent(&path.display().to_string(), &text, env),
+        Ok(text) => load(&path.display().to_string(), &text),
         Err(e) => Loaded {
             config: None,
             diagnostics: vec![
-                Diagnostic::error(None, format!("cannot read the file: {e}"))
-                    .with_help("give the path of an agent.toml with --config"),
+                Diagnostic::error(None, format!("cannot read the file: {e}")).with_help(help),
             ],
             source: Source::new(path.display().to_string(), String::new()),
         },
     }
+}
+
+/// Reads and validates an agent.toml from disk.
+pub fn load_agent_file(path: &Path, env: &dyn Environment) -> Loaded<AgentConfig> {
+    load_file(
+        path,
+        "give the path of an agent.toml with --config",
+        |p, t| load_agent(p, t, env),
+    )
 }
 
 /// Parses and validates agent.toml text; `path` is used in messages.

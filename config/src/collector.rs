@@ -180,17 +180,11 @@ fn default_remote_write_interval() -> HumanDuration {
 
 /// Reads and validates a collector.toml from disk.
 pub fn load_collector_file(path: &Path, env: &dyn Environment) -> Loaded<CollectorConfig> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_collector(&path.display().to_string(), &text, env),
-        Err(e) => Loaded {
-            config: None,
-            diagnostics: vec![
-                Diagnostic::error(None, format!("cannot read the file: {e}"))
-                    .with_help("give the path of a collector.toml with --config"),
-            ],
-            source: Source::new(path.display().to_string(), String::new()),
-        },
-    }
+    crate::agent::load_file(
+        path,
+        "give the path of a collector.toml with --config",
+        |p, t| load_collector(p, t, env),
+    )
 }
 
 /// Parses and validates collector.toml text; `path` is used in messages.

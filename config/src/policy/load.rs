@@ -174,17 +174,11 @@ struct RawCapture {
 
 /// Reads and validates a policy.toml from disk.
 pub fn load_policy_file(path: &Path, vocab: &Vocabulary) -> Loaded<Policy> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_policy(&path.display().to_string(), &text, vocab),
-        Err(e) => Loaded {
-            config: None,
-            diagnostics: vec![
-                Diagnostic::error(None, format!("cannot read the file: {e}"))
-                    .with_help("give the path of a policy.toml with --policy"),
-            ],
-            source: Source::new(path.display().to_string(), String::new()),
-        },
-    }
+    crate::agent::load_file(
+        path,
+        "give the path of a policy.toml with --policy",
+        |p, t| load_policy(p, t, vocab),
+    )
 }
 
 /// Parses and validates policy.toml text against the agent's vocabulary; `path` is used
