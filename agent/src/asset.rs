@@ -448,7 +448,7 @@ impl Assets {
     pub fn save(&self) -> Vec<SavedAsset> {
         self.iter()
             .map(|a| SavedAsset {
-                mac: a.mac.as_ref().map(mac_string),
+                mac: a.mac.as_ref().map(crate::decode::fmt_mac),
                 ips: a.ips().iter().map(|ip| ip.to_ip().to_string()).collect(),
                 router: a.router,
                 first_ns: a.first.0,
@@ -548,12 +548,6 @@ pub fn is_unicast_ip(a: Addr) -> bool {
         }
         std::net::IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
     }
-}
-
-/// A MAC as operators write it: `00:1d:9c:aa:bb:cc`.
-pub fn mac_string(m: &Mac) -> String {
-    let [a, b, c, d, e, f] = *m;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 #[cfg(test)]

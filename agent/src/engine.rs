@@ -338,10 +338,15 @@ impl PduSink for L2Ctx<'_> {
 impl PduSink for Ctx<'_> {
     fn pdu(&mut self, side: Side, pdu: &Pdu<'_>) {
         count_pdu(self.c, pdu);
-        let macs = (self.side_mac(Side::Client), self.side_mac(Side::Server));
         if let PduKind::Request(_) = pdu.kind
             && let Some(d) = self.det.as_deref_mut()
         {
+            // (client MAC, server MAC) from the packet's (sender, receiver).
+            let macs = if self.sender == Side::Client {
+                self.macs
+            } else {
+                (self.macs.1, self.macs.0)
+            };
             if let Some(mut l) = d.learner.as_ref().and_then(|l| l.lock().ok()) {
                 l.request(self.ts, self.client, self.server, self.port, pdu);
             }

@@ -151,6 +151,8 @@ pub fn policy_kind_severity(p: &Policy, kind: Kind) -> Option<Level> {
 #[derive(Clone, Debug, Default)]
 struct Open {
     event: Event,
+    /// `event.severity` as a level (the highest a finding of the event had).
+    level: Option<Level>,
     /// Packet time of the last emitted version.
     emitted_ns: u64,
     dirty: bool,
@@ -207,13 +209,6 @@ pub struct Events {
     dirty: usize,
 }
 
-fn mac_text(m: &crate::decode::Mac) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 impl Events {
     pub fn new(ids: Arc<IdSource>) -> Self {
         Events {
@@ -260,7 +255,8 @@ impl Events {
                     o.event.last_ns = ts;
                     o.event.last_seen = f.ts.rfc3339();
                 }
-                if level > level_of(&o.event.severity) {
+                if o.level.is_none_or(|l| level > l) {
+                    o.level = Some(level);
                     o.event.severity = level.name().to_string();
                 }
                 if !f.detail.is_empty() {
@@ -288,8 +284,8 @@ impl Events {
             severity: level.name().to_string(),
             src: f.src.map(|a| a.to_ip().to_string()),
             dst: f.dst.map(|a| a.to_ip().to_string()),
-            src_mac: f.src_mac.as_ref().map(mac_text),
-            dst_mac: f.dst_mac.as_ref().map(mac_text),
+            src_mac: f.src_mac.as_ref().map(crate::decode::fmt_mac),
+            dst_mac: f.dst_mac.as_ref().map(crate::decode::fmt_mac),
             src_zone: f.src.and_then(|a| namer.zone_name(a)).map(str::to_string),
             dst_zone: f.dst.and_then(|a| namer.zone_name(a)).map(str::to_string),
             protocol: f
@@ -314,6 +310,7 @@ impl Events {
             key,
             Open {
                 event,
+                level: Some(level),
                 emitted_ns: ts,
                 dirty: false,
             },
@@ -390,13 +387,5 @@ impl Events {
 
     pub fn open_events(&self) -> usize {
         self.open.len()
-    }
-}
-
-fn level_of(s: &str) -> Level {
-    match s {
-        "critical" => Level::Critical,
-        "warning" => Level::Warning,
-        _ => Level::Info,
     }
 }

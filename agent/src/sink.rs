@@ -260,7 +260,7 @@ impl Baseline {
             .independent
             .bindings()
             .into_iter()
-            .map(|(ip, mac)| (ip.to_ip().to_string(), crate::asset::mac_string(&mac)))
+            .map(|(ip, mac)| (ip.to_ip().to_string(), crate::decode::fmt_mac(&mac)))
             .collect();
         Baseline {
             conversations,

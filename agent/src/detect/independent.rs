@@ -170,17 +170,7 @@ impl Independent {
             port: dport,
         };
         let o = self.attempts.refused(c);
-        if let Some(closed) = o.closed {
-            self.flood.closed(&self.cfg.syn_flood, c, closed);
-        }
-        if o.probe {
-            let p = Probe::Tcp {
-                dst: server,
-                port: dport,
-            };
-            self.scan
-                .probe(&self.cfg.port_scan, now, client, o.mac, p, out);
-        }
+        self.settle(now, c, &o, out);
     }
 
     /// A TCP flow left the table or closed; `payload` whether either side sent data.
@@ -202,16 +192,28 @@ impl Independent {
             port: dport,
         };
         let o = self.attempts.ended(c, payload);
+        self.settle(now, c, &o, out);
+    }
+
+    /// What an attempt's end means: it is no longer half-open (`syn_flood`), and a
+    /// failed or empty one is a probe (`port_scan`).
+    fn settle(
+        &mut self,
+        now: Ts,
+        c: Conn,
+        o: &crate::detect::attempts::Outcome,
+        out: &mut Vec<Finding>,
+    ) {
         if let Some(closed) = o.closed {
             self.flood.closed(&self.cfg.syn_flood, c, closed);
         }
         if o.probe {
             let p = Probe::Tcp {
-                dst: server,
-                port: dport,
+                dst: c.server,
+                port: c.port,
             };
             self.scan
-                .probe(&self.cfg.port_scan, now, client, o.mac, p, out);
+                .probe(&self.cfg.port_scan, now, c.client, o.mac, p, out);
         }
     }
 

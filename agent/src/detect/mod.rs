@@ -195,10 +195,10 @@ impl Detection {
         ids: std::sync::Arc<crate::event::IdSource>,
         learner: Option<crate::learn_cmd::SharedLearner>,
     ) -> Self {
-        let defaults = infrawatch_config::policy::Detectors::default();
+        // `set_policy` below configures them for the policy in force.
         let mut d = Detection {
             independent: independent::Independent::new(
-                policy.as_ref().map_or(&defaults, |p| &p.policy.detectors),
+                &infrawatch_config::policy::Detectors::default(),
             ),
             site: site::Site::new(),
             policy: None,

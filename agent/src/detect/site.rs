@@ -413,7 +413,7 @@ pub struct Ends {
 fn who(ip: Option<Addr>, mac: Option<Mac>) -> String {
     match (ip, mac) {
         (Some(i), _) => i.to_string(),
-        (None, Some(m)) => crate::asset::mac_string(&m),
+        (None, Some(m)) => crate::decode::fmt_mac(&m),
         (None, None) => "?".to_string(),
     }
 }
@@ -897,9 +897,9 @@ impl Site {
         x.src = ip;
         x.src_mac = mac;
         let what = match (ip, mac) {
-            (Some(i), Some(m)) => format!("{i} ({})", crate::asset::mac_string(&m)),
+            (Some(i), Some(m)) => format!("{i} ({})", crate::decode::fmt_mac(&m)),
             (Some(i), None) => i.to_string(),
-            (None, Some(m)) => crate::asset::mac_string(&m),
+            (None, Some(m)) => crate::decode::fmt_mac(&m),
             (None, None) => String::new(),
         };
         x.detail = format!("device {what} is not in the inventory nor the baseline");
