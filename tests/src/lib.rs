@@ -1,1 +1,3 @@
 //! Helpers for the end-to-end tests in `tests/tests/`.
+
+pub mod harness;

@@ -176,9 +176,19 @@ impl ModbusPoller {
     }
 }
 
+/// The agent binary: cargo's own path in the agent's tests; the workspace's debug build
+/// when this file is included by the end-to-end `tests` crate (built by `cargo test
+/// --workspace`).
+pub fn agent_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_infrawatch-agent") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/infrawatch-agent"),
+    }
+}
+
 /// Replays `path` with the built binary and returns its JSON report.
 pub fn replay_json(args: &[&str], files: &[&Path]) -> serde_json::Value {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_infrawatch-agent"));
+    let mut cmd = std::process::Command::new(agent_bin());
     cmd.arg("replay").arg("--format").arg("json").args(args);
     for f in files {
         cmd.arg(f);
