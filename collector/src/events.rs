@@ -4,8 +4,11 @@
 //! On disk, `state_dir/events.jsonl`: one JSON object per line (`received_ms`, `agent`,
 //! `id`, `version`, `event`), appended and fsynced once per report before the `Ack`.
 //! On start the file is read into an index keeping the highest version per id (a torn
-//! last line, from a crash mid-write, is skipped), events older than the retention are
-//! dropped, and the file is rewritten compactly (to a temporary file, fsynced, renamed).
+//! last line, from a crash mid-write, is skipped and cut), events older than the
+//! retention are dropped, and the file is rewritten compactly (to a temporary file,
+//! fsynced, renamed) — again whenever superseded versions make up most of it. A write
+//! that fails (a full disk) is cut back to the last whole line and reported, so the
+//! report is refused (503) and the agent resends it.
 
 use infrawatch_config::report::EventRecord;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,8 @@ pub struct EventStore {
     max_events: usize,
     /// Lines skipped when opening (torn or unreadable).
     pub skipped_on_open: u64,
+    /// Lines in the file (every version appended since the last compaction).
+    lines: u64,
 }
 
 /// What an upsert did.
@@ -61,7 +66,10 @@ pub struct Upserted {
 }
 
 impl EventStore {
-    /// Opens (creating the directory and the file) and rebuilds the index.
+    /// Opens (creating the directory and the file) and rebuilds the index, then
+    /// compacts the file. A full or read-only disk does not stop the collector here: if
+    /// compaction cannot be written the file stays as it was (its torn tail cut), and
+    /// the error shows at the first upsert, which the agent retries.
     pub fn open(
         dir: &Path,
         retention_ms: u64,
@@ -76,56 +84,90 @@ impl EventStore {
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut index: HashMap<String, Stored> = HashMap::new();
         let mut skipped = 0;
+        let mut lines = 0;
+        // The length up to the last whole line: a torn tail is cut before appending.
+        let mut whole = 0u64;
         if let Ok(f) = File::open(&path) {
             for line in BufReader::new(f).split(b'\n') {
                 let line = line.map_err(io)?;
+                whole += line.len() as u64 + 1;
                 if line.is_empty() {
                     continue;
                 }
+                lines += 1;
                 match serde_json::from_slice::<Stored>(&line) {
                     Ok(s) => insert_newest(&mut index, s),
                     Err(_) => skipped += 1,
                 }
             }
         }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < whole {
+            // The last line had no newline: it was torn (and skipped above).
+            whole = whole.saturating_sub(1);
+        }
+        if len > whole {
+            file.set_len(whole).map_err(io)?;
+        }
         index.retain(|_, s| now_ms.saturating_sub(s.received_ms) <= retention_ms);
-        if index.len() > max_events {
-            let mut by_age: Vec<(u64, String)> = index
-                .values()
-                .map(|s| (s.received_ms, s.id.clone()))
-                .collect();
-            by_age.sort_unstable();
-            let n = index.len() - max_events;
-            for (_, id) in by_age.into_iter().take(n) {
-                index.remove(&id);
-            }
-        }
-        // Rewrite compactly: only the newest version of each retained event.
-        let tmp = dir.join("events.jsonl.tmp");
-        {
-            let mut w = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
-            let mut all: Vec<&Stored> = index.values().collect();
-            all.sort_by_key(|s| s.received_ms);
-            for s in all {
-                serde_json::to_writer(&mut w, s).map_err(|e| io(e.into()))?;
-                w.write_all(b"\n").map_err(io)?;
-            }
-            let f = w.into_inner().map_err(|e| io(e.into_error()))?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
-        Ok(EventStore {
+        let mut store = EventStore {
             path,
             file,
             index,
             retention_ms,
             max_events: max_events.max(1),
             skipped_on_open: skipped,
-        })
+            lines,
+        };
+        store.evict_over_cap();
+        if let Err(e) = store.compact() {
+            tracing::warn!("{e}; keeping the event store uncompacted");
+        }
+        Ok(store)
+    }
+
+    /// Rewrites the file with only the newest version of each event held (to a
+    /// temporary file, fsynced, renamed over), and appends to the new file from then on.
+    /// On failure the old file is kept and the temporary one removed.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let written = (|| -> std::io::Result<File> {
+            let mut w = std::io::BufWriter::new(File::create(&tmp)?);
+            let mut all: Vec<&Stored> = self.index.values().collect();
+            all.sort_by_key(|s| s.received_ms);
+            for s in all {
+                serde_json::to_writer(&mut w, s)?;
+                w.write_all(b"\n")?;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+            OpenOptions::new().append(true).open(&self.path)
+        })();
+        match written {
+            Ok(file) => {
+                self.file = file;
+                self.lines = self.index.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io(e))
+            }
+        }
     }
 
     /// Stores the versions not held yet, appended in one write and fsynced, so that on
@@ -166,8 +208,19 @@ impl EventStore {
                 path: self.path.clone(),
                 source,
             };
-            self.file.write_all(&buf).map_err(io)?;
-            self.file.sync_data().map_err(io)?;
+            let before = self.file.metadata().map_err(io)?.len();
+            if let Err(e) = self
+                .file
+                .write_all(&buf)
+                .and_then(|()| self.file.sync_data())
+            {
+                // A full disk may have taken part of the batch: cut it, so the next
+                // append starts on a line of its own and nothing half-written is read
+                // back. The agent resends the whole batch.
+                let _ = self.file.set_len(before);
+                return Err(io(e));
+            }
+            self.lines += fresh.len() as u64;
         }
         out.stored = fresh.len() as u64;
         for s in &fresh {
@@ -175,6 +228,13 @@ impl EventStore {
         }
         out.fresh = fresh;
         out.evicted = self.evict_over_cap() as u64;
+        // Updates append versions; compact once the file is mostly superseded ones, so
+        // it stays within a small multiple of what is held (a failure only postpones).
+        if self.lines > 2 * self.index.len() as u64 + 10_000
+            && let Err(e) = self.compact()
+        {
+            tracing::warn!("{e}; compaction postponed");
+        }
         Ok(out)
     }
 
@@ -204,8 +264,8 @@ impl EventStore {
         n
     }
 
-    /// Drops events older than the retention from the index (the file is compacted at
-    /// the next start).
+    /// Drops events older than the retention from the index (the file follows at the
+    /// next compaction).
     pub fn enforce_retention(&mut self, now_ms: u64) -> usize {
         let before = self.index.len();
         let keep = self.retention_ms;
@@ -342,6 +402,36 @@ mod tests {
         assert_eq!(s.len(), 9);
         assert!(s.get("a:b:0").is_none() && s.get("a:b:1").is_none());
         assert!(s.get("a:b:10").is_some());
+    }
+
+    #[test]
+    fn superseded_versions_are_compacted_away_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 0).unwrap();
+        // One long-lived event updated 10,050 times: the file is compacted to one line.
+        let versions: Vec<EventRecord> = (1..=10_050)
+            .map(|v| rec(1, "a:b:1", v, "syn_flood"))
+            .collect();
+        s.upsert("a", &versions, 1).unwrap();
+        let path = dir.path().join("events.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{}", text.len());
+        assert_eq!(s.get("a:b:1").unwrap().version, 10_050);
+        // A crash mid-append leaves a line without its newline: cut on open, and the
+        // next append starts on a line of its own.
+        drop(s);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"received_ms\":1,\"agent\":\"a\",\"id\":\"a:b:2\",\"ver")
+            .unwrap();
+        drop(f);
+        let mut s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 2).unwrap();
+        assert_eq!(s.skipped_on_open, 1);
+        s.upsert("a", &[rec(2, "a:b:2", 1, "port_scan")], 2)
+            .unwrap();
+        drop(s);
+        let s = EventStore::open(dir.path(), 3_600_000, usize::MAX, 3).unwrap();
+        assert_eq!(s.skipped_on_open, 0);
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -57,11 +57,13 @@ fn start(config: &Path) -> Collector {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut ingest, mut metrics) = (None, None);
+    let mut seen = Vec::new();
     while ingest.is_none() || metrics.is_none() {
         let line = lines
             .next()
-            .expect("the collector exited before listening")
+            .unwrap_or_else(|| panic!("the collector exited before listening: {seen:#?}"))
             .unwrap();
+        seen.push(line.clone());
         let addr = line.rsplit(' ').next().unwrap().to_string();
         if line.contains("ingest listening on ") {
             ingest = Some(addr);
@@ -709,4 +711,135 @@ fn remote_write_sends_the_series_as_snappy_protobuf() {
             break;
         }
     }
+}
+
+/// A tmpfs mounted for a test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Result<Tmpfs, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+
+    fn remount(&self, options: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {options}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// An event with a 2 KiB detail, to fill a small disk quickly.
+fn big_event(seq: u64) -> EventRecord {
+    let mut e = event("a", seq, seq as u32, 1);
+    e.event["detail"] = serde_json::Value::String("x".repeat(2048));
+    e
+}
+
+#[test]
+fn a_full_state_dir_refuses_reports_with_503_and_loses_nothing() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!(
+            "SKIP: the full-disk test mounts a tiny tmpfs as the state directory, which needs root"
+        );
+        return;
+    }
+    let dir = tmp();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let fs = match Tmpfs::mount(&state, "size=64k,mode=0700") {
+        Ok(fs) => fs,
+        Err(e) => {
+            println!("SKIP: cannot mount a tmpfs for the full-disk test ({e})");
+            return;
+        }
+    };
+    let cfg = config(dir.path(), "", "");
+    let c = start(&cfg);
+    // Reports of 5 events of 2 KiB until the 64 KiB disk refuses one (bounded).
+    let mut sent = 0u64;
+    let mut refused = Vec::new();
+    for seq in 1..=60u64 {
+        let events: Vec<EventRecord> = (0..5).map(|i| big_event(seq * 10 + i)).collect();
+        let r = post_report(&c, &report("a", seq, seq as f64, events));
+        match r.status {
+            200 => sent += 5,
+            503 => refused.push(seq),
+            other => panic!("report {seq}: {other} {}", r.text()),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "the 64 KiB state directory never filled up"
+    );
+    assert!(sent > 0);
+    // Refused, counted, and the collector still serves.
+    let m = metrics(&c);
+    let line = format!(
+        "\ninfrawatch_collector_rejected_reports_total{{reason=\"store_error\"}} {}\n",
+        refused.len()
+    );
+    assert!(m.contains(&line), "{line}\n{m}");
+    assert_eq!(get(&c.metrics, "/healthz"), "ok\n");
+
+    // Room again: the agent's resends are all taken.
+    fs.remount("size=4m");
+    for &seq in &refused {
+        let events: Vec<EventRecord> = (0..5).map(|i| big_event(seq * 10 + i)).collect();
+        let r = post_report(&c, &report("a", seq, seq as f64, events));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // (A read-only remount is refused by the kernel while the store file is open for
+    // writing, so "unwritable" at run time is the full disk above; unusable at start is
+    // the next test.)
+    let late: Vec<EventRecord> = (0..5).map(|i| big_event(1000 + i)).collect();
+    assert_eq!(post_report(&c, &report("a", 62, 62.0, late)).status, 200);
+
+    // Restarted (SIGKILL): every event is there once, nothing torn was kept.
+    drop(c);
+    let c = start(&cfg);
+    let list: serde_json::Value =
+        serde_json::from_str(&get(&c.metrics, "/api/v1/events?limit=10000")).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 60 * 5 + 5, "{list}");
+    let text = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a torn line was kept: {e}: {line:.80}"));
+    }
+    drop(c);
+    drop(fs);
+}
+
+#[test]
+fn an_unusable_state_dir_is_a_clear_error_at_start() {
+    let dir = tmp();
+    // A regular file where the state directory should be.
+    let blocker = dir.path().join("state");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let cfg = config(dir.path(), "", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_infrawatch-collector"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&blocker.display().to_string()), "{err}");
 }
