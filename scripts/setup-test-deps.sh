@@ -18,7 +18,9 @@ APT_PACKAGES=(
   gcc             # bench/c_floor.c, the C reference of the benchmarks
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
-  prometheus      # promtool check metrics on the collector's /metrics
+  prometheus      # the end-to-end tests' Prometheus; promtool check metrics
+  victoria-metrics  # the remote_write receiver of the end-to-end tests
+  curl            # HTTPS queries to that receiver in the tests
 )
 
 need=()

@@ -161,22 +161,13 @@ async fn send(conn: &mut Conn, b: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// A client TLS configuration trusting `ca` (for `tcp+tls://`).
+/// A client TLS configuration trusting `ca` (for `tcp+tls://`); an unreadable CA file is
+/// logged, and the destination then fails (counted) rather than going out unverified.
 fn tls_config(e: &ForwardEntry) -> Option<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let ca = e.ca.as_ref()?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).ok()?.flatten() {
-        let _ = roots.add(c);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Some(Arc::new(config))
+    crate::tls::client_config(ca)
+        .map_err(|err| tracing::error!(url = %e.url, "forwarding: {err}"))
+        .ok()
 }
 
 /// Starts the task of one destination; it ends when every [`Forwarder`] is dropped.

@@ -4,7 +4,6 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use infrawatch_collector::server::{App, now_ms, serve};
-use infrawatch_config::collector::CollectorConfig;
 use infrawatch_config::{RealEnvironment, load_collector_file};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,16 +77,6 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// What this build cannot do yet: refused at start rather than silently ignored.
-fn unsupported(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    if let Some(rw) = &cfg.remote_write
-        && rw.url.starts_with("https://")
-    {
-        bail!("[remote_write]: https:// is not available in this build yet; use http://");
-    }
-    Ok(())
-}
-
 fn run(path: &Path) -> anyhow::Result<()> {
     let loaded = load_collector_file(path, &RealEnvironment);
     if !loaded.diagnostics.is_empty() {
@@ -97,7 +86,6 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let Some(cfg) = loaded.config else {
         bail!("{}: {errors} error(s)", path.display());
     };
-    unsupported(&cfg)?;
     let (Some(ingest_addr), Some(metrics_addr)) =
         (cfg.ingest.listen_addr(), cfg.metrics.listen_addr())
     else {

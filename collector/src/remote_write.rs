@@ -1,8 +1,11 @@
 //! `[remote_write]`: every `interval`, the agent series and `infrawatch_agent_up` as a
 //! Prometheus remote-write 1.0 request (protobuf `WriteRequest`, snappy block
-//! compression) POSTed over HTTP/1.1. A failed write is counted and logged
-//! (rate-limited by the interval); the next interval sends the current values, and
-//! counters being cumulative, nothing but resolution is lost.
+//! compression) POSTed over HTTP/1.1, plain or TLS (`https://`, the endpoint's
+//! certificate checked against `ca` or the system's CAs). A failed write is counted and
+//! retried with exponential backoff (1 s, 2 s, 4 s… while the next interval is not due),
+//! except a 4xx other than 429, which the remote-write spec says must not be retried;
+//! the next interval sends the current values, and counters being cumulative, nothing
+//! but resolution is lost.
 //!
 //! The protobuf is written by hand (four messages, two field types): `WriteRequest {
 //! repeated TimeSeries timeseries = 1 }`, `TimeSeries { repeated Label labels = 1;
@@ -10,6 +13,8 @@
 //! `Sample { double value = 1; int64 timestamp = 2 }`.
 
 use crate::state::State;
+use std::path::Path;
+use std::sync::Arc;
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -113,56 +118,132 @@ pub fn write_request(state: &State, now_ms: u64) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// POSTs `body` to an `http://` URL; `Ok(status)`.
-pub async fn post(url: &str, body: &[u8]) -> std::io::Result<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let bad = || std::io::Error::other(format!("{url}: only http://HOST:PORT/PATH is supported"));
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (
-            rest.get(..i).ok_or_else(bad)?,
-            rest.get(i..).ok_or_else(bad)?,
-        ),
-        None => (rest, "/"),
-    };
-    let addr = if host.contains(':') && !host.ends_with(']') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let mut s = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("connect timed out"))??;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nUser-Agent: infrawatch-collector/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut buf = vec![0u8; 512];
-    let mut got = 0;
-    let io = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        while got < 12 {
-            let n = s.read(buf.get_mut(got..).unwrap_or_default()).await?;
-            if n == 0 {
-                break;
+/// A remote-write endpoint, parsed once: where to connect, the request path, and the
+/// TLS client configuration for `https://`.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: String,
+    host: String,
+    addr: String,
+    path: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Endpoint {
+    /// Parses `url` (`http://HOST[:PORT]/PATH` or `https://…`); for https, loads `ca`
+    /// (else the system's CAs).
+    pub fn new(url: &str, ca: Option<&Path>) -> std::io::Result<Endpoint> {
+        let bad = || std::io::Error::other(format!("{url}: not an http(s)://HOST[:PORT]/PATH URL"));
+        let (rest, tls, default_port) = match url.strip_prefix("https://") {
+            Some(rest) => {
+                let ca = ca.unwrap_or(Path::new(crate::tls::SYSTEM_ROOTS));
+                let config = crate::tls::client_config(ca).map_err(std::io::Error::other)?;
+                (rest, Some(config), 443)
             }
-            got += n;
+            None => (url.strip_prefix("http://").ok_or_else(bad)?, None, 80),
+        };
+        let (host_port, path) = match rest.find('/') {
+            Some(i) => (
+                rest.get(..i).ok_or_else(bad)?,
+                rest.get(i..).ok_or_else(bad)?,
+            ),
+            None => (rest, "/"),
+        };
+        // `[v6]:port`, `[v6]`, `name:port`, `name`.
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().map_err(|_| bad())?),
+            _ => (host_port, default_port),
+        };
+        if host.is_empty() {
+            return Err(bad());
         }
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
-    io.map_err(|_| std::io::Error::other("no answer"))??;
-    let line = String::from_utf8_lossy(buf.get(..got).unwrap_or_default()).into_owned();
-    line.split(' ')
-        .nth(1)
-        .and_then(|c| c.get(..3))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+        Ok(Endpoint {
+            url: url.to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            addr: format!("{host}:{port}"),
+            path: path.to_string(),
+            tls,
+        })
+    }
+
+    /// POSTs `body`; `Ok(status)`.
+    pub async fn post(&self, body: &[u8]) -> std::io::Result<u16> {
+        let tcp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::net::TcpStream::connect(&self.addr),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("connect timed out"))??;
+        match &self.tls {
+            None => self.exchange(tcp, body).await,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", self.host)))?;
+                let tls = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                self.exchange(tls, body).await
+            }
+        }
+    }
+
+    async fn exchange<S>(&self, mut s: S, body: &[u8]) -> std::io::Result<u16>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nUser-Agent: infrawatch-collector/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.path,
+            self.host,
+            env!("CARGO_PKG_VERSION"),
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await?;
+        s.flush().await?;
+        let mut buf = vec![0u8; 512];
+        let mut got = 0;
+        let io = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while got < 12 {
+                let n = s.read(buf.get_mut(got..).unwrap_or_default()).await?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        io.map_err(|_| std::io::Error::other("no answer"))??;
+        let line = String::from_utf8_lossy(buf.get(..got).unwrap_or_default()).into_owned();
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.get(..3))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+    }
+}
+
+/// Whether a failed write is worth retrying: transport errors, 5xx and 429 (spec:
+/// "Prometheus remote write … 4xx other than 429 must not be retried").
+pub fn retryable(outcome: &std::io::Result<u16>) -> bool {
+    match outcome {
+        Ok(code) => *code == 429 || *code >= 500,
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

@@ -889,8 +889,10 @@ pub async fn serve(
     if let Some(rw) = app.cfg.remote_write.clone() {
         let app = app.clone();
         let mut rx = rx.clone();
+        let endpoint = crate::remote_write::Endpoint::new(&rw.url, rw.ca.as_deref())?;
         tokio::spawn(async move {
             let mut every = tokio::time::interval(rw.interval.0);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = every.tick() => {}
@@ -902,17 +904,28 @@ pub async fn serve(
                 else {
                     continue;
                 };
-                app.metrics.remote_writes.inc();
-                match crate::remote_write::post(&rw.url, &body).await {
-                    Ok(code) if (200..300).contains(&code) => {}
-                    Ok(code) => {
-                        app.metrics.remote_write_failures.inc();
-                        tracing::warn!(url = %rw.url, "remote_write answered {code}");
+                // Retries of this body with backoff, while the next interval is not due
+                // (then fresher values go instead).
+                let due = tokio::time::Instant::now() + rw.interval.0;
+                let mut backoff = Duration::from_secs(1);
+                loop {
+                    app.metrics.remote_writes.inc();
+                    let outcome = endpoint.post(&body).await;
+                    match &outcome {
+                        Ok(code) if (200..300).contains(code) => break,
+                        Ok(code) => tracing::warn!(url = %rw.url, "remote_write answered {code}"),
+                        Err(e) => tracing::warn!(url = %rw.url, "remote_write failed: {e}"),
                     }
-                    Err(e) => {
-                        app.metrics.remote_write_failures.inc();
-                        tracing::warn!(url = %rw.url, "remote_write failed: {e}");
+                    app.metrics.remote_write_failures.inc();
+                    let next = tokio::time::Instant::now() + backoff;
+                    if !crate::remote_write::retryable(&outcome) || next >= due {
+                        break;
                     }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next) => {}
+                        _ = rx.wait_for(|stop| *stop) => break,
+                    }
+                    backoff = backoff.saturating_mul(2);
                 }
             }
         });

@@ -1,7 +1,8 @@
-//! Mutual TLS on the ingest listener: the server configuration (client certificates
+//! TLS. Mutual TLS on the ingest listener: the server configuration (client certificates
 //! verified against `[ingest] ca` by rustls' `WebPkiClientVerifier`) and the agent's
 //! identity from its certificate (the first DNS subjectAltName, else the CN) with the
-//! certificate's serial, checked against `[ingest] revoked` per request.
+//! certificate's serial, checked against `[ingest] revoked` per request. And the client
+//! side of outgoing connections (forwarding, remote_write).
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
@@ -32,6 +33,30 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// Where Debian keeps the system's trusted CAs (package `ca-certificates`): the roots of
+/// an outgoing TLS connection when no `ca` is configured.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client configuration for outgoing TLS (forwarding, remote_write): the server's
+/// certificate checked against the CAs in `ca` (PEM), no client certificate.
+pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, e))? {
+        let c = c.map_err(|e| file_err(ca, e))?;
+        roots.add(c).map_err(|e| file_err(ca, e))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(ca, "no certificate in it"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The ingest server configuration: our certificate and key, client certificates

@@ -713,6 +713,68 @@ fn remote_write_sends_the_series_as_snappy_protobuf() {
     }
 }
 
+/// One remote-write request read off `receiver` and answered with `status`: its body.
+fn answer_write(receiver: &std::net::TcpListener, status: &str) -> Vec<u8> {
+    let (mut s, _) = receiver.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+        .unwrap();
+    body
+}
+
+#[test]
+fn remote_write_retries_a_5xx_with_backoff_and_not_a_4xx() {
+    let dir = tmp();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = config(dir.path(), "", "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[remote_write]\nurl = \"http://{}/api/v1/write\"\ninterval = \"6s\"\n",
+        receiver.local_addr().unwrap()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let c = start(&path);
+    // First write refused with 503: the same body again after the 1 s backoff.
+    let first = answer_write(&receiver, "503 Service Unavailable");
+    let t1 = Instant::now();
+    let retry = answer_write(&receiver, "400 Bad Request");
+    let t2 = Instant::now();
+    assert_eq!(first, retry, "a retry sends the same samples");
+    assert!(t2 - t1 >= Duration::from_millis(800), "{:?}", t2 - t1);
+    assert!(t2 - t1 < Duration::from_secs(4), "{:?}", t2 - t1);
+    // 400: not retried; the next write is the next interval's.
+    let _ = answer_write(&receiver, "204 No Content");
+    let t3 = Instant::now();
+    assert!(
+        t3 - t2 >= Duration::from_secs(3),
+        "a 4xx was retried after {:?}",
+        t3 - t2
+    );
+    let m = metrics(&c);
+    assert!(
+        m.contains("\ninfrawatch_collector_remote_write_requests_total 3\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\ninfrawatch_collector_remote_write_failures_total 2\n"),
+        "{m}"
+    );
+}
+
 /// A tmpfs mounted for a test, unmounted on drop.
 struct Tmpfs(PathBuf);
 

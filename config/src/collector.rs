@@ -168,10 +168,14 @@ pub struct ForwardEntry {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteSection {
-    /// A Prometheus remote-write endpoint.
+    /// A Prometheus remote-write endpoint: `http://` or `https://`.
     pub url: String,
     #[serde(default = "default_remote_write_interval")]
     pub interval: HumanDuration,
+    /// For `https://`: the CA file (PEM) that signed the endpoint's certificate; the
+    /// system's CAs (`/etc/ssl/certs/ca-certificates.crt`) when absent.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 fn default_remote_write_interval() -> HumanDuration {
@@ -240,7 +244,7 @@ pub fn load_collector(path: &str, text: &str, env: &dyn Environment) -> Loaded<C
         validate_forward(f, &mut doc, env);
     }
     if let Some(Some(r)) = &remote_write {
-        validate_remote_write(r, &mut doc);
+        validate_remote_write(r, &mut doc, env);
     }
     let config = match (ingest, metrics, agents, storage, forward, remote_write) {
         (
@@ -546,7 +550,7 @@ fn validate_forward(f: &[ForwardEntry], doc: &mut Doc<'_>, env: &dyn Environment
     }
 }
 
-fn validate_remote_write(r: &RemoteWriteSection, doc: &mut Doc<'_>) {
+fn validate_remote_write(r: &RemoteWriteSection, doc: &mut Doc<'_>, env: &dyn Environment) {
     let rest = r
         .url
         .strip_prefix("http://")
@@ -564,6 +568,21 @@ fn validate_remote_write(r: &RemoteWriteSection, doc: &mut Doc<'_>) {
             span,
             "remote_write interval must be at least 1s",
         ));
+    }
+    if let Some(ca) = &r.ca {
+        if !r.url.starts_with("https://") {
+            let span = doc.span_of(&[Seg::Key("remote_write"), Seg::Key("ca")]);
+            doc.push(
+                Diagnostic::error(span, "`ca` is only for an https:// remote_write url")
+                    .with_help("remove `ca`, or write the url with https://"),
+            );
+        } else if let Err(err) = env.readable(ca) {
+            let span = doc.span_of(&[Seg::Key("remote_write"), Seg::Key("ca")]);
+            doc.push(Diagnostic::error(
+                span,
+                format!("cannot read {}: {err}", ca.display()),
+            ));
+        }
     }
 }
 
