@@ -600,6 +600,22 @@ infrawatch_packets_total{agent=\"b\",interface=\"eth1\",protocol=\"modbus\"} 7\n
     }
 
     #[test]
+    fn an_agent_is_down_after_stale_after_and_up_when_it_reports_again() {
+        let mut s = State::new(limits(), &["e".into()], &[]);
+        // Expected, never reported: down from the start.
+        assert!(render(&s, 0).contains("infrawatch_agent_up{agent=\"e\"} 0\n"));
+        s.apply(&report("a", 1, 1.0), 10_000).unwrap();
+        // stale_after is 1 s: up through it, down just past it.
+        assert!(render(&s, 11_000).contains("infrawatch_agent_up{agent=\"a\"} 1\n"));
+        assert!(render(&s, 11_001).contains("infrawatch_agent_up{agent=\"a\"} 0\n"));
+        // Its last values stay (Prometheus sees the counters, not a gap) while down.
+        assert!(render(&s, 11_001).contains("protocol=\"modbus\"} 1\n"));
+        s.apply(&report("a", 2, 2.0), 12_000).unwrap();
+        assert!(render(&s, 12_000).contains("infrawatch_agent_up{agent=\"a\"} 1\n"));
+        assert!(render(&s, 12_000).contains("infrawatch_agent_up{agent=\"e\"} 0\n"));
+    }
+
+    #[test]
     fn silent_agents_are_forgotten_but_expected_ones_stay() {
         let mut s = State::new(limits(), &["e".into()], &[]);
         s.apply(&report("a", 1, 1.0), 1).unwrap();
