@@ -18,10 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use crate::root;
 
 /// `../shared/pcaps/<rel>` from the workspace root.
 pub fn shared(rel: &str) -> PathBuf {

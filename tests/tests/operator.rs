@@ -379,4 +379,4 @@ fn a_scan_and_a_forbidden_write_fire_the_shipped_alerts_within_15_s() {
 }
 
 const SCAN_ALERT: &str = "InfrawatchPortScan";
-const ICS_ALERT: &str = "InfrawatchIcsCommand";
+const ICS_ALERT: &str = "InfrawatchIcsWriteCommand";
