@@ -727,7 +727,11 @@ pub fn spawn(
         .name("reporter".into())
         .spawn(move || {
             let interval = reporter.cfg.interval.0;
-            let mut wait = interval;
+            // The first report goes at once: the collector, and Prometheus after it, see
+            // every series at its starting value (0) before anything is detected, so
+            // `increase()` counts the first detection instead of taking it for the
+            // series' start.
+            let mut wait = Duration::ZERO;
             while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
                 wait = match reporter.attempt(|u, b| client.post(u, b)) {
                     Outcome::Acked { more: true } => Duration::ZERO,

@@ -357,6 +357,11 @@ struct PumpState {
     last_save: Instant,
     last_assets: Instant,
     generation: u64,
+    /// Packet time (ns) from which the next packet looks at the wall clock for
+    /// [`PumpState::periodic`]: once per second of packet time, so a steady trickle that
+    /// never lets the source go idle still publishes every second, and a full-speed
+    /// replay does not read the clock per packet.
+    next_look_ns: u64,
 }
 
 impl PumpState {
@@ -466,7 +471,8 @@ fn pump(
                     judging.check_learning(engine);
                     judging.sync_policy(engine, &mut st.generation);
                 }
-                if n & 1023 == 0 {
+                if n & 1023 == 0 || p.ts.0 >= st.next_look_ns {
+                    st.next_look_ns = p.ts.0.saturating_add(1_000_000_000);
                     st.periodic(engine, shared, judging);
                 }
             }
@@ -528,6 +534,7 @@ fn live_thread(t: LiveThread) -> Engine {
         last_save: Instant::now(),
         last_assets: Instant::now(),
         generation,
+        next_look_ns: 0,
     };
     let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
@@ -608,6 +615,7 @@ fn file_thread(
         last_save: Instant::now(),
         last_assets: Instant::now(),
         generation,
+        next_look_ns: 0,
     };
     for mut source in sources {
         match pump(
