@@ -5,7 +5,8 @@
 //! (1 s scrape and rule evaluation) loaded with the shipped alert rules. Then an
 //! `nmap -sS` from the HMI to the PLC and a Modbus write the policy forbids: the
 //! port-scan and ICS-command alerts fire within 15 s, and both events are in the
-//! collector's events API.
+//! collector's events API. And every metric the shipped rules and dashboard name is
+//! exposed, and every dashboard query returns data.
 //!
 //! Needs root (namespaces, a bridge, AF_PACKET), iproute2, nmap, openssl and
 //! prometheus; SKIPs with the reason otherwise. Traffic stays between the test's own
@@ -383,6 +384,30 @@ fn a_scan_and_a_forbidden_write_fire_the_shipped_alerts_within_15_s() {
     );
     assert_eq!(write["event"]["src"], HMI, "{write}");
     assert_eq!(write["event"]["dst"], PLC, "{write}");
+
+    // Every metric the shipped rules and dashboard name is in the collector's
+    // exposition, and every dashboard query returns data from this Prometheus.
+    let exposed: std::collections::BTreeSet<String> = collector
+        .scrape()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+        .collect();
+    let missing: Vec<String> = infrawatch_tests::metric_names_used()
+        .into_iter()
+        .filter(|m| !exposed.contains(m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named by rules or dashboard, not exposed: {missing:?}"
+    );
+    let queries = infrawatch_tests::dashboard_queries("plant-a");
+    assert!(queries.len() >= 7, "{queries:?}");
+    for (panel, q) in queries {
+        wait_for(Duration::from_secs(10), &format!("{panel}: {q}"), || {
+            (!prom.query(&q).is_empty()).then_some(())
+        });
+    }
 
     stop.store(true, Ordering::Relaxed);
     hmi.join().unwrap();
