@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn unset_or_empty_is_a_no_op() {
-        for e in [env(None, Some("1000"), None), env(Some(""), Some("1000"), None)] {
+        for e in [
+            env(None, Some("1000"), None),
+            env(Some(""), Some("1000"), None),
+        ] {
             let n = Notifier::new(&e, 1);
             assert!(!n.enabled());
             assert_eq!(n.watchdog_interval(), None);
