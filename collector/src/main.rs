@@ -1,5 +1,8 @@
 //! `infrawatch-collector`: `run --config FILE` (the daemon) and `check --config FILE`
 //! (the same validation as start-up; exit 0 when valid, 1 with every diagnostic).
+//! Under systemd (`Type=notify`) `run` reports readiness, reloads and stops on the
+//! notification socket and feeds the watchdog; SIGHUP re-reads the file
+//! ([`App::reload`] says what a reload may change).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
