@@ -180,6 +180,39 @@ fn check_accepts_a_valid_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
 
+/// A capture interface with an address (here `lo`, which always has 127.0.0.1) is a
+/// warning with the NIC guidance, not an error: exit 0.
+#[test]
+fn check_warns_when_a_capture_interface_has_an_address() {
+    let dir = tmp();
+    let f = dir.path().join("agent.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[agent]\nid = \"plant-1\"\nstate_dir = \"{}\"\n[capture]\ninterfaces = [\"lo\"]\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = agent()
+        .arg("check")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: warning: capture interface `lo` has an IP address (127.0.0.1",
+            f.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("receive-only with no address"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
 #[test]
 fn run_replays_configured_files_and_exits_at_end() {
     let dir = tmp();
