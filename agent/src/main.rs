@@ -255,7 +255,7 @@ fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> ExitCode {
                     Ok(addrs) if !addrs.is_empty() => {
                         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
                         eprintln!(
-                            "{}: warning: capture interface `{iface}` has an IP address ({})\nhelp: a capture NIC should be receive-only with no address: `ip addr flush dev {iface}`, IPv6 disabled on it, `ip link set dev {iface} arp off up` (README, \"Capture NIC\")",
+                            "{}: warning: capture interface `{iface}` has an IP address ({})\nhelp: a capture NIC should be receive-only with no address: `ip addr flush dev {iface}`, IPv6 disabled on it, `ip link set dev {iface} arp off up` (README, \"Under systemd, and the capture NIC\")",
                             path.display(),
                             list.join(", ")
                         );

@@ -1,6 +1,6 @@
 //! The IP addresses an interface holds (`getifaddrs(3)`), for `check`: a capture NIC
 //! should be receive-only with no address, so the host never speaks on the monitored
-//! network (see README, "Capture NIC").
+//! network (see README, "Under systemd, and the capture NIC").
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
