@@ -573,12 +573,12 @@ fn live_thread(t: LiveThread) -> Engine {
             }
         };
         warned = false;
-        shared.mark_opened();
         if info.buffer_short() {
             tracing::warn!("{info}");
         } else {
             tracing::info!("{info}");
         }
+        shared.mark_opened();
         if let Some(ks) = src.take_kernel_stats() {
             let _ = kernel.send((index, ks));
         }

@@ -11,7 +11,9 @@
 //! - SIGHUP gives `RELOADING=1` (with `MONOTONIC_USEC=`) then `READY=1`; SIGTERM gives
 //!   `STOPPING=1`;
 //! - as root, once ready every thread of the agent holds only `CAP_NET_RAW` (effective,
-//!   permitted, bounding) with `no_new_privs` set.
+//!   permitted, bounding) with `no_new_privs` set;
+//! - as root, live on a quiet veth in a namespace the test makes (198.18.0.0/15, IPv6
+//!   off, nothing sent): READY once the interface is open, and pings all along.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,7 +24,10 @@
 mod common;
 
 use common::frames::{self, ModbusPoller};
+use common::{skip, veth_pair};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -373,5 +378,79 @@ fn a_finished_replay_keeps_the_pings_and_root_keeps_only_cap_net_raw() {
         pings(&after),
         agent.log()
     );
+    assert!(agent.alive());
+}
+
+#[test]
+fn a_quiet_live_interface_keeps_the_pings() {
+    if skip() {
+        return;
+    }
+    let dir = tmp();
+    let d = dir.path();
+    let pair = veth_pair('n', 62);
+    let (sock, rx) = listen(d);
+    let cfg = d.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nid = \"notify-live\"\nstate_dir = \"{}\"\n[capture]\ninterfaces = [\"{}\"]\n",
+            d.join("state").display(),
+            pair.va
+        ),
+    )
+    .unwrap();
+    let log = d.join("agent.log");
+    let ns = std::fs::File::open(pair.a.path()).unwrap();
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infrawatch-agent"));
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock)
+        .env("WATCHDOG_USEC", WATCHDOG_USEC)
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: only setns(2), async-signal-safe, runs between fork and exec; `ns` stays
+    // open in the parent until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut agent = Agent {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    drop(ns);
+    wait_for(&rx, Duration::from_secs(30), |t| {
+        t.lines().any(|l| l == "READY=1")
+    })
+    .unwrap_or_else(|| panic!("no READY=1; log:\n{}", agent.log()));
+    // The interface was open before READY (the open is logged first).
+    assert!(
+        agent.log().contains(&format!("capturing on {}", pair.va)),
+        "{}",
+        agent.log()
+    );
+    // Nothing is sent on the link: the loop wakes on its receive timeout (1 s), and
+    // past the 3 s a loop may stand still the pings still come every 200 ms.
+    let quiet = collect(&rx, Duration::from_secs(5));
+    assert!(
+        pings(&quiet) >= 15,
+        "{} pings in 5 s on a quiet link; log:\n{}",
+        pings(&quiet),
+        agent.log()
+    );
+    for (name, eff, prm, bnd, nnp) in thread_caps(agent.child.id()) {
+        assert_eq!(eff, 1 << 13, "{name}: CapEff {eff:#x}");
+        assert_eq!(prm, 1 << 13, "{name}: CapPrm {prm:#x}");
+        assert_eq!(bnd, 1 << 13, "{name}: CapBnd {bnd:#x}");
+        assert_eq!(nnp, "1", "{name}: NoNewPrivs");
+    }
     assert!(agent.alive());
 }
