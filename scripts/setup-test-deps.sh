@@ -19,6 +19,8 @@ APT_PACKAGES=(
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
   prometheus      # promtool check metrics on the collector's /metrics
+  procps          # kill(1): the collector's reload and sd_notify tests signal it
+  systemd         # systemd-analyze verify/security of deploy/systemd (deploy tests)
 )
 
 need=()
