@@ -1136,7 +1136,10 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                     }
                 } => sv.watchdog(&notifier, &shared),
                 _ = hup.recv() => {
-                    notifier.reloading();
+                    // Before READY=1 systemd is still starting us: no reload to announce.
+                    if sv.ready {
+                        notifier.reloading();
+                    }
                     let l = load_agent_file(config_path, &RealEnvironment);
                     if l.error_count() > 0 {
                         tracing::error!("reload refused, keeping the running configuration:\n{}", l.render());
