@@ -21,6 +21,8 @@ APT_PACKAGES=(
   prometheus      # the end-to-end tests' Prometheus; promtool check metrics
   victoria-metrics  # the remote_write receiver of the end-to-end tests
   curl            # HTTPS queries to that receiver in the tests
+  procps          # kill(1): the collector's reload and sd_notify tests signal it
+  systemd         # systemd-analyze verify/security of deploy/systemd (deploy tests)
 )
 
 need=()

@@ -23,6 +23,7 @@ pub mod dissect;
 pub mod engine;
 pub mod event;
 pub mod evidence;
+pub mod fault;
 pub mod flow;
 pub mod fuzzing;
 pub mod judge;

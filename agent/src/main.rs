@@ -248,6 +248,25 @@ fn check(config: Option<PathBuf>, policy: Option<PathBuf>) -> ExitCode {
             if policy.is_none() {
                 policy.clone_from(&cfg.agent.policy);
             }
+            // A capture NIC should be receive-only: an address on it lets the host speak
+            // on the monitored network. A warning, not an error (exit 0).
+            for iface in &cfg.capture.interfaces {
+                match infrawatch_agent::capture::addrs::interface_addresses(iface) {
+                    Ok(addrs) if !addrs.is_empty() => {
+                        let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                        eprintln!(
+                            "{}: warning: capture interface `{iface}` has an IP address ({})\nhelp: a capture NIC should be receive-only with no address: `ip addr flush dev {iface}`, IPv6 disabled on it, `ip link set dev {iface} arp off up` (README, \"Under systemd, and the capture NIC\")",
+                            path.display(),
+                            list.join(", ")
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!(
+                        "{}: warning: cannot list the addresses of `{iface}`: {e}",
+                        path.display()
+                    ),
+                }
+            }
             for (i, expr) in cfg.capture.exclude.iter().enumerate() {
                 if let Err(e) = run::compile_excludes(std::slice::from_ref(expr)) {
                     errors += 1;

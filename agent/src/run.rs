@@ -20,6 +20,7 @@ use crate::stats::Counters;
 use crate::summary::Summary;
 use anyhow::{Context as _, bail};
 use infrawatch_config::agent::{AtEnd, Pace};
+use infrawatch_config::notify::Notifier;
 use infrawatch_config::{AgentConfig, RealEnvironment, load_agent_file};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -36,8 +37,12 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 pub struct SourceShared {
     /// `eth1`, or `pcap` for replayed files.
     pub interface: String,
-    /// Bumped on every loop iteration (packet or idle wait): proves the loop runs.
+    /// Bumped on every loop iteration (packet, idle wait, pacing wait) through
+    /// [`SourceShared::beat`]: proves the loop runs, whether packets arrive or not. The
+    /// supervisor withholds `WATCHDOG=1` when it stops advancing.
     pub heartbeat: AtomicU64,
+    /// The source is open (the interface, or the first replayed file): readiness.
+    pub opened: AtomicBool,
     /// Time of the last packet, ns since the epoch (0: none yet).
     pub last_packet_ns: AtomicU64,
     /// 1 up, 0 down, 2 unknown.
@@ -70,6 +75,7 @@ impl SourceShared {
         SourceShared {
             interface: interface.to_string(),
             heartbeat: AtomicU64::new(0),
+            opened: AtomicBool::new(false),
             last_packet_ns: AtomicU64::new(0),
             up: AtomicU8::new(2),
             kernel_drops: AtomicU64::new(0),
@@ -78,6 +84,25 @@ impl SourceShared {
             detection: Mutex::new(DetectionCounts::default()),
             assets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// One turn of the capture loop. (In debug builds, also the point where a test can
+    /// stall the loop: [`crate::fault`].)
+    #[inline]
+    pub fn beat(&self) {
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
+        crate::fault::stall_point();
+    }
+
+    /// The source is open: its thread holds only `CAP_NET_RAW` from now on.
+    fn mark_opened(&self) {
+        if self.opened.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = crate::capture::privs::keep_only_net_raw() {
+            tracing::debug!(interface = %self.interface, "capabilities left as they are: {e}");
+        }
+        self.opened.store(true, Ordering::Release);
     }
 }
 
@@ -102,6 +127,7 @@ fn file_sources(
     files: Vec<PathBuf>,
     pace: Pace,
     stop: Arc<AtomicBool>,
+    shared: Arc<SourceShared>,
 ) -> Box<dyn Iterator<Item = Box<dyn PacketSource + Send>> + Send> {
     let origin = Arc::new(Mutex::new(None));
     Box::new(
@@ -116,6 +142,7 @@ fn file_sources(
                             inner: f,
                             origin: Arc::clone(&origin),
                             stop: Arc::clone(&stop),
+                            shared: Arc::clone(&shared),
                         }),
                     };
                     Some(source)
@@ -134,6 +161,8 @@ struct Paced<S> {
     /// Wall time and packet time of the first packet, shared by consecutive files.
     origin: Arc<Mutex<Option<(Instant, Ts)>>>,
     stop: Arc<AtomicBool>,
+    /// Beaten while waiting: a long gap in a recording is a quiet link, not a stuck loop.
+    shared: Arc<SourceShared>,
 }
 
 impl<S: PacketSource> PacketSource for Paced<S> {
@@ -153,6 +182,7 @@ impl<S: PacketSource> PacketSource for Paced<S> {
                         break;
                     }
                     std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                    self.shared.beat();
                 }
                 Ok(Next::Packet(p))
             }
@@ -448,7 +478,7 @@ fn pump(
     let mut n: u64 = 0;
     let mut drain_since: Option<Instant> = None;
     loop {
-        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        shared.beat();
         if stop.load(Ordering::Relaxed) {
             if !live {
                 return Ended::Stopped;
@@ -498,7 +528,7 @@ fn pump(
 fn wait(d: Duration, stop: &AtomicBool, shared: &SourceShared) {
     let until = Instant::now() + d;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        shared.beat();
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -555,6 +585,7 @@ fn live_thread(t: LiveThread) -> Engine {
         } else {
             tracing::info!("{info}");
         }
+        shared.mark_opened();
         if let Some(ks) = src.take_kernel_stats() {
             let _ = kernel.send((index, ks));
         }
@@ -617,6 +648,11 @@ fn file_thread(
         generation,
         next_look_ns: 0,
     };
+    let mut sources = sources.peekable();
+    // Opening the first file is the start of capture (the others open as reached); with
+    // none readable, there is nothing to wait for either.
+    let _ = sources.peek();
+    shared.mark_opened();
     for mut source in sources {
         match pump(
             source.as_mut(),
@@ -712,6 +748,127 @@ fn log_summary(sources: &[Arc<SourceShared>]) {
     );
 }
 
+/// How often `STATUS=` is refreshed for `systemctl status`.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// Readiness is announced at the latest this long after start, even while an interface
+/// is missing (the agent waits for it and reports it down): a NIC that comes up late
+/// must not turn into a start timeout and a restart loop.
+const READY_AT_LATEST: Duration = Duration::from_secs(30);
+/// A capture loop turns at least once a second when idle (the receive timeout of a live
+/// source, the pacing wait of a replay, the retry wait of a missing interface): it is
+/// stuck when its heartbeat has not moved for the watchdog timeout, and never sooner
+/// than this.
+const STALL_AFTER_AT_LEAST: Duration = Duration::from_secs(3);
+
+/// What the supervisor tells the service manager (sd_notify): readiness once every
+/// source is open, `WATCHDOG=1` only while every capture loop's heartbeat moves, and a
+/// status line.
+struct Supervision {
+    ready: bool,
+    started: Instant,
+    /// Per source: the heartbeat last seen, and when it last moved.
+    beats: Vec<(u64, Instant)>,
+    /// How long a heartbeat may stand still.
+    stall_after: Duration,
+    /// The source whose loop is stuck (logged once per episode).
+    stuck: Option<String>,
+    last_status: Instant,
+    last_packets: u64,
+}
+
+impl Supervision {
+    fn new(watchdog: Option<Duration>) -> Supervision {
+        let now = Instant::now();
+        Supervision {
+            ready: false,
+            started: now,
+            beats: Vec::new(),
+            stall_after: watchdog.unwrap_or_default().max(STALL_AFTER_AT_LEAST),
+            stuck: None,
+            last_status: now,
+            last_packets: 0,
+        }
+    }
+
+    /// `READY=1` once every source is open (or [`READY_AT_LATEST`] has passed).
+    fn check_ready(&mut self, notifier: &Notifier, shared: &[Arc<SourceShared>]) {
+        if self.ready {
+            return;
+        }
+        let waiting: Vec<&str> = shared
+            .iter()
+            .filter(|s| !s.opened.load(Ordering::Acquire))
+            .map(|s| s.interface.as_str())
+            .collect();
+        if waiting.is_empty() {
+            self.ready = true;
+            tracing::info!("capture open on every source: ready");
+            let status = self.status(shared);
+            notifier.ready(&status);
+        } else if self.started.elapsed() >= READY_AT_LATEST {
+            self.ready = true;
+            tracing::warn!(
+                "ready without {}: still waiting for it to appear",
+                waiting.join(", ")
+            );
+            notifier.ready(&format!("running; waiting for {}", waiting.join(", ")));
+        }
+    }
+
+    /// `WATCHDOG=1` when every capture loop that has not finished turned recently. A
+    /// quiet link keeps its loop turning (idle wake-ups beat too); a stuck loop does not.
+    fn watchdog(&mut self, notifier: &Notifier, shared: &[Arc<SourceShared>]) {
+        let now = Instant::now();
+        self.beats.resize(shared.len(), (0, now));
+        let mut stuck = None;
+        for (s, b) in shared.iter().zip(self.beats.iter_mut()) {
+            let hb = s.heartbeat.load(Ordering::Relaxed);
+            if hb != b.0 {
+                *b = (hb, now);
+            }
+            if !s.finished.load(Ordering::Relaxed) && now.duration_since(b.1) > self.stall_after {
+                stuck = Some(s.interface.clone());
+            }
+        }
+        match stuck {
+            None => {
+                if let Some(s) = self.stuck.take() {
+                    tracing::warn!(source = %s, "capture loop turns again: watchdog pings resume");
+                }
+                notifier.watchdog();
+            }
+            Some(s) => {
+                if self.stuck.is_none() {
+                    tracing::error!(
+                        source = %s,
+                        stalled_s = self.stall_after.as_secs_f64(),
+                        "capture loop stuck: watchdog pings withheld (systemd restarts the agent)"
+                    );
+                    notifier.status(&format!("capture loop {s} stuck"));
+                }
+                self.stuck = Some(s);
+            }
+        }
+    }
+
+    /// `N source(s): P packets/s, T packets`.
+    fn status(&mut self, shared: &[Arc<SourceShared>]) -> String {
+        let packets: u64 = shared
+            .iter()
+            .filter_map(|s| s.counters.lock().ok().map(|c| c.packets))
+            .sum();
+        let secs = self.last_status.elapsed().as_secs_f64().max(0.001);
+        let rate = packets.saturating_sub(self.last_packets) as f64 / secs;
+        self.last_status = Instant::now();
+        self.last_packets = packets;
+        let names: Vec<&str> = shared.iter().map(|s| s.interface.as_str()).collect();
+        format!(
+            "capturing on {}: {rate:.0} packets/s, {packets} packets",
+            names.join(", ")
+        )
+    }
+}
+
 /// A reload of the policy file: swapped in, or refused with every error (the last good
 /// policy stays).
 fn reload_policy(cell: &PolicyCell) {
@@ -746,6 +903,7 @@ fn boot_id() -> String {
 /// Runs the agent until SIGTERM/SIGINT (or the end of replayed files with
 /// `at_end = "exit"`).
 pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
     let loaded = load_agent_file(config_path, &RealEnvironment);
     let rendered = loaded.render();
     if !rendered.is_empty() {
@@ -869,6 +1027,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     let mut threads = Vec::new();
     let live = !cfg.capture.interfaces.is_empty();
     let mut stats_handle = None;
+    let mut stats_rx = None;
     // The stats thread stops after the capture threads, for a last read of the drops.
     let stats_stop = Arc::new(AtomicBool::new(false));
     if live {
@@ -894,19 +1053,15 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                     .spawn(move || live_thread(t))?,
             );
         }
-        let (sh, st) = (shared.clone(), Arc::clone(&stats_stop));
-        stats_handle = Some(
-            std::thread::Builder::new()
-                .name("capture-stats".into())
-                .spawn(move || stats_thread(sh, krx, st))?,
-        );
+        stats_rx = Some(krx);
     } else {
+        let s = Arc::new(SourceShared::new("pcap"));
         let source = file_sources(
             cfg.capture.pcap.clone(),
             cfg.capture.pace,
             Arc::clone(&stop),
+            Arc::clone(&s),
         );
-        let s = Arc::new(SourceShared::new("pcap"));
         shared.push(Arc::clone(&s));
         let stop2 = Arc::clone(&stop);
         let j = judging.clone();
@@ -914,6 +1069,30 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
             std::thread::Builder::new()
                 .name("capture-pcap".into())
                 .spawn(move || file_thread(source, engine_cfg, s, stop2, j))?,
+        );
+    }
+
+    // Capabilities are per thread: the capture threads (made above, with what opening
+    // needs) give theirs up once their source is open; this thread gives them up now, so
+    // the stats, reporter and runtime threads made from here on never hold any but
+    // CAP_NET_RAW.
+    match crate::capture::privs::keep_only_net_raw() {
+        Ok(crate::capture::privs::Dropped::Nothing) => {}
+        Ok(crate::capture::privs::Dropped::Dropped { before, bounding }) => tracing::info!(
+            before = format!("{before:#x}"),
+            bounding,
+            "capabilities: only CAP_NET_RAW kept once capture is open, no_new_privs set"
+        ),
+        Err(e) => tracing::info!(
+            "capabilities left as the service manager set them (CapabilityBoundingSet=): {e}"
+        ),
+    }
+    if let Some(krx) = stats_rx {
+        let (sh, st) = (shared.clone(), Arc::clone(&stats_stop));
+        stats_handle = Some(
+            std::thread::Builder::new()
+                .name("capture-stats".into())
+                .spawn(move || stats_thread(sh, krx, st))?,
         );
     }
 
@@ -946,11 +1125,29 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
         tracing::info!(agent = %id, sources = shared.len(), "infrawatch-agent running");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_summary = Instant::now();
+        let mut sv = Supervision::new(notifier.watchdog_timeout());
+        // Readiness is looked at often until it is announced.
+        let mut open_poll = tokio::time::interval(Duration::from_millis(50));
+        let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+        if let Some(w) = notifier.watchdog_timeout() {
+            tracing::info!(timeout_ms = w.as_millis() as u64, "systemd watchdog: pinging while every capture loop runs");
+        }
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = open_poll.tick(), if !sv.ready => sv.check_ready(&notifier, &shared),
+                _ = async {
+                    match watchdog.as_mut() {
+                        Some(w) => { w.tick().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => sv.watchdog(&notifier, &shared),
                 _ = hup.recv() => {
+                    // Before READY=1 systemd is still starting us: no reload to announce.
+                    if sv.ready {
+                        notifier.reloading();
+                    }
                     let l = load_agent_file(config_path, &RealEnvironment);
                     if l.error_count() > 0 {
                         tracing::error!("reload refused, keeping the running configuration:\n{}", l.render());
@@ -962,8 +1159,14 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
                         tracing::info!("reload: agent configuration valid");
                     }
                     reload_policy(&cell);
+                    if sv.ready {
+                        notifier.ready(&sv.status(&shared));
+                    }
                 }
                 _ = tick.tick() => {
+                    if sv.ready && sv.last_status.elapsed() >= STATUS_EVERY {
+                        notifier.status(&sv.status(&shared));
+                    }
                     if cell.changed_on_disk() {
                         tracing::info!("the policy file changed on disk: reloading");
                         reload_policy(&cell);
@@ -1017,6 +1220,7 @@ pub fn run(config_path: &Path, summary_json: Option<&Path>) -> anyhow::Result<()
     })
     .context("waiting for signals")?;
 
+    notifier.stopping();
     stop.store(true, Ordering::Relaxed);
     let mut engines = Vec::new();
     for t in threads {

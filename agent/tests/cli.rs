@@ -180,6 +180,84 @@ fn check_accepts_a_valid_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
 
+/// A capture interface with an address (here `lo`, which always has 127.0.0.1) is a
+/// warning with the NIC guidance, not an error: exit 0.
+#[test]
+fn check_warns_when_a_capture_interface_has_an_address() {
+    let dir = tmp();
+    let f = dir.path().join("agent.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[agent]\nid = \"plant-1\"\nstate_dir = \"{}\"\n[capture]\ninterfaces = [\"lo\"]\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = agent()
+        .arg("check")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: warning: capture interface `lo` has an IP address (127.0.0.1",
+            f.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("receive-only with no address"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+/// `${CREDENTIALS_DIRECTORY}/NAME` in a TLS file key resolves against the variable
+/// systemd sets with `LoadCredential=`; without it `check` says what to write instead.
+#[test]
+fn check_resolves_tls_files_in_the_credentials_directory() {
+    let dir = tmp();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    for f in ["ca.pem", "agent.pem", "agent.key"] {
+        std::fs::write(creds.join(f), "-----BEGIN NOTHING-----\n").unwrap();
+    }
+    let f = dir.path().join("agent.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[agent]\nid = \"plant-1\"\nstate_dir = \"{}\"\n[capture]\npcap = [\"{}\"]\n[report]\ncollectors = [\"https://collector.site:9700\"]\nca = \"${{CREDENTIALS_DIRECTORY}}/ca.pem\"\ncert = \"${{CREDENTIALS_DIRECTORY}}/agent.pem\"\nkey = \"${{CREDENTIALS_DIRECTORY}}/agent.key\"\n",
+            dir.path().join("state").display(),
+            pcap("modbus/icsnpp_modbus_example.pcap").display()
+        ),
+    )
+    .unwrap();
+    let out = agent()
+        .args(["check", "--config"])
+        .arg(&f)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = agent()
+        .args(["check", "--config"])
+        .arg(&f)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`${CREDENTIALS_DIRECTORY}/agent.key`: $CREDENTIALS_DIRECTORY is not set"),
+        "{err}"
+    );
+}
+
 #[test]
 fn run_replays_configured_files_and_exits_at_end() {
     let dir = tmp();

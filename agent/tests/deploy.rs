@@ -94,6 +94,21 @@ fn agent_unit_runs_check_before_start_and_reload() {
     );
 }
 
+/// systemd integration (issue 6): readiness and reload over sd_notify from the main
+/// process, a watchdog, and the TLS key as a credential.
+#[test]
+fn agent_unit_is_type_notify_with_a_watchdog() {
+    let u = unit();
+    assert_eq!(u.one("Type"), "notify");
+    assert_eq!(u.one("NotifyAccess"), "main");
+    assert_eq!(u.one("WatchdogSec"), "30s");
+    assert_eq!(u.one("Restart"), "on-failure");
+    assert_eq!(
+        u.one("LoadCredential"),
+        "agent.key:/etc/infrawatch/agent.key"
+    );
+}
+
 #[test]
 fn agent_unit_keeps_its_hardening() {
     let u = unit();

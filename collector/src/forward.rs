@@ -22,6 +22,8 @@ pub const QUEUE: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     pub url: String,
+    /// The `[[forward]]` entry it was started from (a reload keeps an unchanged one).
+    pub entry: ForwardEntry,
     tx: mpsc::Sender<Arc<Stored>>,
 }
 
@@ -193,6 +195,12 @@ pub fn spawn(e: &ForwardEntry, m: ForwardMetrics) -> Forwarder {
                         Ok(c) => conn = Some(c),
                         Err(e) => {
                             m.errors.with_label_values(&[url.as_str()]).inc();
+                            if rx.is_closed() {
+                                // Removed by a reload: do not retry an unreachable
+                                // destination for ever.
+                                tracing::warn!(%url, "forward: removed from the configuration; {} event(s) not sent", rx.len() + 1);
+                                return;
+                            }
                             tracing::warn!(%url, "forward: cannot connect: {e}; retrying in {backoff:?}");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -216,7 +224,11 @@ pub fn spawn(e: &ForwardEntry, m: ForwardMetrics) -> Forwarder {
             }
         }
     });
-    Forwarder { url, tx }
+    Forwarder {
+        url,
+        entry: e.clone(),
+        tx,
+    }
 }
 
 #[cfg(test)]

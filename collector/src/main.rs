@@ -1,12 +1,19 @@
 //! `infrawatch-collector`: `run --config FILE` (the daemon) and `check --config FILE`
 //! (the same validation as start-up; exit 0 when valid, 1 with every diagnostic).
+//! Under systemd (`Type=notify`) `run` reports readiness, reloads and stops on the
+//! notification socket and feeds the watchdog; SIGHUP re-reads the file
+//! ([`App::reload`] says what a reload may change).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use infrawatch_collector::server::{App, now_ms, serve};
+use infrawatch_config::notify::Notifier;
 use infrawatch_config::{RealEnvironment, load_collector_file};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_CONFIG: &str = "/etc/infrawatch/collector.toml";
@@ -78,6 +85,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
+    let notifier = Arc::new(Notifier::from_env());
     let loaded = load_collector_file(path, &RealEnvironment);
     if !loaded.diagnostics.is_empty() {
         eprint!("{}", loaded.render());
@@ -119,7 +127,22 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("[metrics] listen {metrics_addr}"))?;
         tracing::info!("ingest listening on {}", ingest.local_addr()?);
         tracing::info!("metrics listening on {}", metrics.local_addr()?);
-        serve(app, ingest, tls, metrics, metrics_tls, stop_signal())
+        // Before READY: a SIGHUP without its handler would end the process.
+        let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(supervise(
+            app.clone(),
+            path.to_path_buf(),
+            notifier.clone(),
+            hup,
+        ));
+        // Both listeners are bound and the state directory is loaded.
+        notifier.ready(&app.status_line(now_ms()));
+        let n = notifier.clone();
+        let stop = async move {
+            stop_signal().await;
+            n.stopping();
+        };
+        serve(app, ingest, tls, metrics, metrics_tls, stop)
             .await
             .context("serving")?;
         tracing::info!("stopped");
@@ -127,8 +150,87 @@ fn run(path: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// SIGHUP reloads collector.toml; `WATCHDOG=1` while the runtime, its blocking pool
+/// and the state lock all answer; `STATUS=` every 10 s.
+async fn supervise(
+    app: Arc<App>,
+    path: PathBuf,
+    notifier: Arc<Notifier>,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+    let probe_limit = notifier.watchdog_interval().unwrap_or_default();
+    let mut status = tokio::time::interval(Duration::from_secs(10));
+    let mut wedged = false;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notifier.reloading();
+                reload(&app, &path).await;
+                notifier.ready(&app.status_line(now_ms()));
+            }
+            _ = async {
+                match watchdog.as_mut() {
+                    Some(w) => { w.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                // This task ran, so the runtime is responsive; the probe proves that a
+                // blocking task runs and that ingest is not wedged on the state lock.
+                let a = app.clone();
+                let probe = tokio::task::spawn_blocking(move || a.probe());
+                match tokio::time::timeout(probe_limit, probe).await {
+                    Ok(Ok(())) => {
+                        if std::mem::take(&mut wedged) {
+                            tracing::warn!("the state answers again: watchdog pings resume");
+                        }
+                        notifier.watchdog();
+                    }
+                    _ => {
+                        if !wedged {
+                            tracing::error!("the state lock or the blocking pool does not answer: watchdog pings withheld");
+                        }
+                        wedged = true;
+                    }
+                }
+            }
+            _ = status.tick() => notifier.status(&app.status_line(now_ms())),
+        }
+    }
+}
+
+/// Re-reads collector.toml with the same loader as `check` and start-up, and applies it
+/// (see [`App::reload`]); a file that does not load or changes what needs a restart is
+/// refused, and the running configuration stays.
+async fn reload(app: &Arc<App>, path: &Path) {
+    let p = path.to_path_buf();
+    let Ok(loaded) =
+        tokio::task::spawn_blocking(move || load_collector_file(&p, &RealEnvironment)).await
+    else {
+        app.reload_refused();
+        return;
+    };
+    let Some(cfg) = loaded.config.clone() else {
+        tracing::error!(
+            "reload refused, the running configuration stays (infrawatch_collector_config_last_reload_successful 0):\n{}",
+            loaded.render()
+        );
+        app.reload_refused();
+        return;
+    };
+    if !loaded.diagnostics.is_empty() {
+        eprint!("{}", loaded.render());
+    }
+    match app.reload(cfg) {
+        Ok(changed) if changed.is_empty() => tracing::info!("reload: nothing changed"),
+        Ok(changed) => tracing::info!("reload applied: {}", changed.join(", ")),
+        Err(e) => tracing::error!(
+            "reload refused, the running configuration stays (infrawatch_collector_config_last_reload_successful 0): {e}"
+        ),
+    }
+}
+
 async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

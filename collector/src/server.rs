@@ -69,7 +69,13 @@ pub struct SelfMetrics {
     pub forward: crate::forward::ForwardMetrics,
     pub remote_writes: IntCounter,
     pub remote_write_failures: IntCounter,
+    /// 1 when the last reload (SIGHUP) was applied, 0 when it was refused.
+    pub reload_ok: IntGauge,
+    pub reloads: IntCounterVec,
 }
+
+/// The `result` labels of `infrawatch_collector_config_reloads_total`.
+pub const RELOAD_RESULTS: &[&str] = &["applied", "refused"];
 
 impl SelfMetrics {
     fn new() -> Result<SelfMetrics, prometheus::Error> {
@@ -142,9 +148,26 @@ impl SelfMetrics {
                     &["url"],
                 )?,
             },
+            reload_ok: gauge(
+                "infrawatch_collector_config_last_reload_successful",
+                "1 when the last reload of collector.toml (SIGHUP) was applied, 0 when it was refused (the running configuration stays).",
+            )?,
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "infrawatch_collector_config_reloads_total",
+                    "Reloads of collector.toml (SIGHUP), by result.",
+                ),
+                &["result"],
+            )?,
             rejected,
             registry,
         };
+        m.reload_ok.set(1);
+        for r in RELOAD_RESULTS {
+            m.reloads.with_label_values(&[*r]);
+        }
+        m.registry.register(Box::new(m.reload_ok.clone()))?;
+        m.registry.register(Box::new(m.reloads.clone()))?;
         m.registry.register(Box::new(m.rejected.clone()))?;
         m.registry.register(Box::new(m.accepted.clone()))?;
         m.registry.register(Box::new(m.events_stored.clone()))?;
@@ -184,19 +207,55 @@ impl SelfMetrics {
     }
 }
 
-/// What the handlers share.
+/// The configuration in force, swapped whole by a reload ([`App::reload`]).
 #[derive(Debug)]
-pub struct App {
+struct Current {
     cfg: CollectorConfig,
     /// (agent, hex sha256 of its token).
     tokens: Vec<(String, String)>,
     /// `[ingest] revoked`, normalised.
     revoked: Vec<String>,
+}
+
+impl Current {
+    fn new(cfg: CollectorConfig) -> Current {
+        let tokens = cfg
+            .ingest
+            .tokens
+            .iter()
+            .filter_map(|(a, h)| token_digest(h).map(|d| (a.clone(), d)))
+            .collect();
+        let revoked = cfg
+            .ingest
+            .revoked
+            .iter()
+            .filter_map(|s| infrawatch_config::collector::normalise_serial(s))
+            .collect();
+        Current {
+            cfg,
+            tokens,
+            revoked,
+        }
+    }
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} changed; that needs a restart (systemctl restart infrawatch-collector)")]
+    NeedsRestart(String),
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration in force; a reload swaps it (each request reads it once).
+    current: std::sync::RwLock<Arc<Current>>,
     /// SHA-256 of `Authorization: Basic` values that verified (bounded), so a scrape
     /// does not pay bcrypt every time.
     basic_ok: Mutex<Vec<Vec<u8>>>,
-    /// `[[forward]]` destinations, started by [`serve`].
-    forwarders: std::sync::OnceLock<Vec<crate::forward::Forwarder>>,
+    /// `[[forward]]` destinations, started by [`serve`], replaced by a reload.
+    forwarders: std::sync::RwLock<Arc<Vec<crate::forward::Forwarder>>>,
     inner: Mutex<Inner>,
     pub metrics: SelfMetrics,
     log_limit: Mutex<HashMap<&'static str, (u64, u64)>>,
@@ -225,6 +284,15 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+fn limits_of(cfg: &CollectorConfig) -> Limits {
+    Limits {
+        stale_after_ms: cfg.agents.stale_after.0.as_millis() as u64,
+        forget_after_ms: cfg.agents.forget_after.0.as_millis() as u64,
+        max_series_per_agent: cfg.agents.max_series_per_agent as usize,
+        max_agents: cfg.agents.max_agents as usize,
+    }
+}
+
 fn known_path(cfg: &CollectorConfig) -> PathBuf {
     cfg.storage.state_dir.join("agents.json")
 }
@@ -250,33 +318,13 @@ impl App {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(StartError::Known { path, source }),
         };
-        let limits = Limits {
-            stale_after_ms: cfg.agents.stale_after.0.as_millis() as u64,
-            forget_after_ms: cfg.agents.forget_after.0.as_millis() as u64,
-            max_series_per_agent: cfg.agents.max_series_per_agent as usize,
-            max_agents: cfg.agents.max_agents as usize,
-        };
-        let mut state = State::new(limits, &cfg.agents.expected, &known);
+        let mut state = State::new(limits_of(&cfg), &cfg.agents.expected, &known);
         state.forget(now_ms);
-        let tokens = cfg
-            .ingest
-            .tokens
-            .iter()
-            .filter_map(|(a, h)| token_digest(h).map(|d| (a.clone(), d)))
-            .collect();
         let metrics = SelfMetrics::new()?;
-        let revoked = cfg
-            .ingest
-            .revoked
-            .iter()
-            .filter_map(|s| infrawatch_config::collector::normalise_serial(s))
-            .collect();
         Ok(Arc::new(App {
-            cfg,
-            tokens,
-            revoked,
+            current: std::sync::RwLock::new(Arc::new(Current::new(cfg))),
             basic_ok: Mutex::new(Vec::new()),
-            forwarders: std::sync::OnceLock::new(),
+            forwarders: std::sync::RwLock::new(Arc::new(Vec::new())),
             inner: Mutex::new(Inner {
                 state,
                 events,
@@ -286,6 +334,162 @@ impl App {
             metrics,
             log_limit: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The configuration in force.
+    fn current(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The collector.toml in force.
+    pub fn config(&self) -> CollectorConfig {
+        self.current().cfg.clone()
+    }
+
+    /// Applies a new, valid collector.toml (SIGHUP): `[ingest] revoked`, `tokens` and
+    /// `max_report_bytes`, `[metrics] basic_auth`, `[agents]` and `[[forward]]` take
+    /// effect for the next request; listeners, TLS files, `[storage]` and
+    /// `[remote_write]` need a restart, and a file that changes them is refused whole
+    /// (the running configuration stays). Must run inside the runtime (forwarders are
+    /// tasks). Returns what changed.
+    pub fn reload(&self, new: CollectorConfig) -> Result<Vec<&'static str>, ReloadError> {
+        let result = self.apply(new);
+        match &result {
+            Ok(_) => {
+                self.metrics.reload_ok.set(1);
+                self.metrics.reloads.with_label_values(&["applied"]).inc();
+            }
+            Err(_) => self.reload_refused(),
+        }
+        result
+    }
+
+    /// Whether ingest can make progress: the state lock is free within a moment (the
+    /// watchdog probe, run on the blocking pool).
+    pub fn probe(&self) {
+        drop(self.lock());
+    }
+
+    /// `N agents (U up), R reports accepted` for `systemctl status`.
+    pub fn status_line(&self, now_ms: u64) -> String {
+        let (agents, up) = {
+            let inner = self.lock();
+            let up = inner
+                .state
+                .agents
+                .values()
+                .filter(|a| inner.state.up(a, now_ms))
+                .count();
+            (inner.state.agents.len(), up)
+        };
+        format!(
+            "{agents} agents ({up} up), {} reports accepted",
+            self.metrics.accepted.get()
+        )
+    }
+
+    /// Counts a refused reload (also for a file that does not load).
+    pub fn reload_refused(&self) {
+        self.metrics.reload_ok.set(0);
+        self.metrics.reloads.with_label_values(&["refused"]).inc();
+    }
+
+    fn apply(&self, new: CollectorConfig) -> Result<Vec<&'static str>, ReloadError> {
+        let old = self.current();
+        let o = &old.cfg;
+        let restart = [
+            ("[ingest] listen", o.ingest.listen != new.ingest.listen),
+            (
+                "[ingest] TLS (ca, cert, key, insecure)",
+                (
+                    &o.ingest.ca,
+                    &o.ingest.cert,
+                    &o.ingest.key,
+                    o.ingest.insecure,
+                ) != (
+                    &new.ingest.ca,
+                    &new.ingest.cert,
+                    &new.ingest.key,
+                    new.ingest.insecure,
+                ),
+            ),
+            ("[metrics] listen", o.metrics.listen != new.metrics.listen),
+            (
+                "[metrics] TLS (cert, key)",
+                (&o.metrics.cert, &o.metrics.key) != (&new.metrics.cert, &new.metrics.key),
+            ),
+            ("[storage]", o.storage != new.storage),
+            ("[remote_write]", o.remote_write != new.remote_write),
+        ];
+        let needs: Vec<&str> = restart
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(what, _)| *what)
+            .collect();
+        if !needs.is_empty() {
+            return Err(ReloadError::NeedsRestart(needs.join(", ")));
+        }
+        let changed: Vec<&'static str> = [
+            ("[ingest] revoked", o.ingest.revoked != new.ingest.revoked),
+            ("[ingest] tokens", o.ingest.tokens != new.ingest.tokens),
+            (
+                "[ingest] max_report_bytes",
+                o.ingest.max_report_bytes != new.ingest.max_report_bytes,
+            ),
+            (
+                "[metrics] basic_auth",
+                o.metrics.basic_auth != new.metrics.basic_auth,
+            ),
+            ("[agents]", o.agents != new.agents),
+            ("[[forward]]", o.forward != new.forward),
+        ]
+        .iter()
+        .filter(|(_, c)| *c)
+        .map(|(w, _)| *w)
+        .collect();
+        if o.agents != new.agents {
+            self.lock()
+                .state
+                .reconfigure(limits_of(&new), &new.agents.expected);
+        }
+        if o.metrics.basic_auth != new.metrics.basic_auth {
+            // Credentials verified under the old list must be verified again.
+            self.basic_ok
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+        }
+        if o.forward != new.forward {
+            self.start_forwarders(&new);
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Current::new(new));
+        Ok(changed)
+    }
+
+    /// (Re)starts the `[[forward]]` destinations: an unchanged one keeps its task and
+    /// queue; a removed one's task ends once its queue is sent (or at once when its
+    /// destination is unreachable).
+    fn start_forwarders(&self, cfg: &CollectorConfig) {
+        let mut slot = self
+            .forwarders
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = slot.clone();
+        let next: Vec<crate::forward::Forwarder> = cfg
+            .forward
+            .iter()
+            .map(|e| match old.iter().find(|f| f.entry == *e) {
+                Some(f) => f.clone(),
+                None => crate::forward::spawn(e, self.metrics.forward.clone()),
+            })
+            .collect();
+        *slot = Arc::new(next);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -323,6 +527,8 @@ impl App {
     /// Saves the known agents when they changed (atomically), forgets silent agents and
     /// enforces event retention. Called every few seconds.
     pub fn tick(&self, now_ms: u64) {
+        #[cfg(debug_assertions)]
+        self.test_wedge();
         let (known, forgotten, expired) = {
             let mut inner = self.lock();
             let forgotten = inner.state.forget(now_ms);
@@ -348,8 +554,29 @@ impl App {
         }
     }
 
+    /// Test hook, debug builds only (release builds and the Debian packages do not
+    /// contain it): while the file named by `INFRAWATCH_TEST_WEDGE_STATE` exists, the
+    /// tick holds the state lock, as a wedged ingest would; the watchdog test uses it.
+    #[cfg(debug_assertions)]
+    fn test_wedge(&self) {
+        let Some(path) = std::env::var_os("INFRAWATCH_TEST_WEDGE_STATE").map(PathBuf::from) else {
+            return;
+        };
+        if !path.exists() {
+            return;
+        }
+        tracing::warn!(
+            "test hook: the state lock is held while {} exists",
+            path.display()
+        );
+        let _held = self.lock();
+        while path.exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn save_known(&self, known: &[KnownAgent]) -> std::io::Result<()> {
-        let path = known_path(&self.cfg);
+        let path = known_path(&self.current().cfg);
         let tmp = path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(known).map_err(std::io::Error::other)?)?;
@@ -365,7 +592,8 @@ impl App {
         peer: Option<&PeerIdentity>,
         now_ms: u64,
     ) -> Response {
-        if !self.cfg.ingest.insecure {
+        let current = self.current();
+        if !current.cfg.ingest.insecure {
             let Some(peer) = peer else {
                 return self.refuse(
                     StatusCode::FORBIDDEN,
@@ -373,7 +601,7 @@ impl App {
                     "no client certificate identity".into(),
                 );
             };
-            if self.revoked.contains(&peer.serial) {
+            if current.revoked.contains(&peer.serial) {
                 return self.refuse(
                     StatusCode::FORBIDDEN,
                     "revoked",
@@ -399,13 +627,13 @@ impl App {
                 );
             }
         };
-        let token_agent = match self.authenticate(headers) {
+        let token_agent = match Self::authenticate(&current.tokens, headers) {
             Ok(a) => a,
             Err(why) => {
                 return self.refuse(StatusCode::UNAUTHORIZED, "unauthenticated", why.into());
             }
         };
-        let max = self.cfg.ingest.max_report_bytes.0 as usize;
+        let max = current.cfg.ingest.max_report_bytes.0 as usize;
         let report = match decode(body, gzip, max) {
             Ok(r) => r,
             Err(e) => {
@@ -441,8 +669,11 @@ impl App {
     }
 
     /// `Ok(Some(agent))` when tokens are configured and the bearer token is one of them.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, &'static str> {
-        if self.tokens.is_empty() {
+    fn authenticate(
+        tokens: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, &'static str> {
+        if tokens.is_empty() {
             return Ok(None);
         }
         let Some(token) = headers
@@ -453,7 +684,7 @@ impl App {
             return Err("an `Authorization: Bearer TOKEN` header is required");
         };
         let digest = hex(&Sha256::digest(token.trim().as_bytes()));
-        match self.tokens.iter().find(|(_, d)| *d == digest) {
+        match tokens.iter().find(|(_, d)| *d == digest) {
             Some((agent, _)) => Ok(Some(agent.clone())),
             None => Err("unknown token"),
         }
@@ -493,12 +724,15 @@ impl App {
                 tracing::warn!("cannot save the known agents: {e}");
             }
         }
-        if let Some(fw) = self.forwarders.get()
-            && !fw.is_empty()
-        {
+        let fw = self
+            .forwarders
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if !fw.is_empty() {
             for s in upserted.fresh {
                 let s = Arc::new(s);
-                for f in fw {
+                for f in fw.iter() {
                     f.offer(s.clone(), &self.metrics.forward);
                 }
             }
@@ -558,7 +792,7 @@ async fn post_report(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let max = app.cfg.ingest.max_report_bytes.0 as usize;
+    let max = app.current().cfg.ingest.max_report_bytes.0 as usize;
     let bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
         Err(e) => {
@@ -606,6 +840,7 @@ fn basic_auth_ok(app: &App, value: &str) -> bool {
         return false;
     };
     let ok = app
+        .current()
         .cfg
         .metrics
         .basic_auth
@@ -629,7 +864,7 @@ async fn require_basic_auth(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if app.cfg.metrics.basic_auth.is_empty() {
+    if app.current().cfg.metrics.basic_auth.is_empty() {
         return next.run(req).await;
     }
     let value = req
@@ -759,6 +994,7 @@ struct AgentView<'a> {
 
 async fn get_agents(Ext(app): Ext<Arc<App>>) -> Response {
     let now = now_ms();
+    let current = app.current();
     let inner = app.lock();
     let list: Vec<AgentView<'_>> = inner
         .state
@@ -767,7 +1003,7 @@ async fn get_agents(Ext(app): Ext<Arc<App>>) -> Response {
         .map(|(id, a)| AgentView {
             agent: id,
             up: inner.state.up(a, now),
-            expected: app.cfg.agents.expected.contains(id),
+            expected: current.cfg.agents.expected.contains(id),
             last_report_unix_ms: a.last_seen_ms,
             version: &a.version,
             boot: &a.boot,
@@ -878,15 +1114,10 @@ pub async fn serve(
     metrics_tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let _ = app.forwarders.set(
-        app.cfg
-            .forward
-            .iter()
-            .map(|e| crate::forward::spawn(e, app.metrics.forward.clone()))
-            .collect(),
-    );
+    let cfg = app.config();
+    app.start_forwarders(&cfg);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    if let Some(rw) = app.cfg.remote_write.clone() {
+    if let Some(rw) = cfg.remote_write.clone() {
         let app = app.clone();
         let mut rx = rx.clone();
         let endpoint = crate::remote_write::Endpoint::new(&rw.url, rw.ca.as_deref())?;

@@ -269,6 +269,17 @@ impl State {
         gone
     }
 
+    /// A reload's `[agents]`: new limits (for the next report and tick) and expected
+    /// agents (a new one is down until it reports; one no longer expected is forgotten
+    /// like any other once silent for `forget_after`).
+    pub fn reconfigure(&mut self, limits: Limits, expected: &[String]) {
+        self.limits = limits;
+        for e in expected {
+            self.agents.entry(e.clone()).or_default();
+        }
+        self.expected = expected.to_vec();
+    }
+
     pub fn up(&self, a: &AgentState, now_ms: u64) -> bool {
         a.last_seen_ms != 0 && now_ms.saturating_sub(a.last_seen_ms) <= self.limits.stale_after_ms
     }

@@ -6,7 +6,7 @@
 )] // test code
 //! The real `infrawatch-collector` binary on 127.0.0.1 (ports chosen by the kernel, read
 //! from its log): reports in, `/metrics` and the API out; strangers refused; events
-//! stored once; state kept across a restart (even after SIGKILL); staleness.
+//! stored once; state kept across a restart (even after SIGKILL); staleness; a reload.
 
 use infrawatch_config::report::{EventRecord, REPORT_PATH, Report, Sample, encode};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -904,4 +904,54 @@ fn an_unusable_state_dir_is_a_clear_error_at_start() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&blocker.display().to_string()), "{err}");
+}
+
+/// SIGHUP applies what can change while serving: a bearer token now required, a new
+/// expected agent (down until it reports), a new `[[forward]]` destination.
+#[test]
+fn a_reload_applies_tokens_expected_agents_and_forwarding() {
+    let dir = tmp();
+    let path = config(dir.path(), "", "");
+    let c = start(&path);
+    let gz = ("Content-Encoding", "gzip");
+    assert_eq!(post_report(&c, &report("a", 1, 1.0, vec![])).status, 200);
+
+    let jsonl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // sha256("test")
+    let tokens = "tokens = { a = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }";
+    config(dir.path(), tokens, "expected = [\"plc-gw\"]");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[[forward]]\nkind = \"jsonl\"\nurl = \"tcp://{}\"\n",
+        jsonl.local_addr().unwrap()
+    ));
+    std::fs::write(&path, text).unwrap();
+    assert!(
+        Command::new("kill")
+            .arg("-HUP")
+            .arg(c.child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let m = wait_for(
+        &c,
+        "infrawatch_collector_config_reloads_total{result=\"applied\"} 1\n",
+    );
+    assert!(
+        m.contains("\ninfrawatch_agent_up{agent=\"plc-gw\"} 0\n"),
+        "{m}"
+    );
+
+    let body = encode(&report("a", 2, 2.0, vec![event("a", 1, 1, 1)]));
+    assert_eq!(post(&c, &body, &[gz]).status, 401);
+    assert_eq!(
+        post(&c, &body, &[gz, ("Authorization", "Bearer test")]).status,
+        200
+    );
+    let (s, _) = jsonl.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let line = BufReader::new(s).lines().next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["id"], "a:boot-1:1");
 }

@@ -7,7 +7,8 @@
 //! Mutual TLS on the real collector's ingest listener (127.0.0.1, certificates made by
 //! the test with rcgen): an agent's own certificate is accepted; posting as another
 //! agent, a revoked certificate, no certificate, another CA's certificate and plain HTTP
-//! are refused and counted, and the collector keeps serving.
+//! are refused and counted, and the collector keeps serving. A reload (SIGHUP) revokes a
+//! certificate; a broken file, or one that changes what needs a restart, changes nothing.
 
 use infrawatch_config::report::{REPORT_PATH, Report, Sample, encode};
 use rcgen::{
@@ -298,5 +299,148 @@ fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
     assert!(
         m.contains("\ninfrawatch_collector_tls_handshake_failures_total 3\n"),
         "{m}"
+    );
+}
+
+fn sighup(c: &Collector) {
+    assert!(
+        Command::new("kill")
+            .arg("-HUP")
+            .arg(c.child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `/metrics` once it contains `needle` (bounded: 20 s).
+fn metrics_once(c: &Collector, ca: &[u8], needle: &str) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics(c, ca);
+        if m.contains(needle) || std::time::Instant::now() > until {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_reload_revokes_a_certificate_and_a_broken_file_changes_nothing() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let d = dir.path();
+    let site = Ca::new("site CA");
+    let (_, _, server_pem, server_key) = site.leaf(
+        Some("localhost"),
+        "collector",
+        1,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let client = ExtendedKeyUsagePurpose::ClientAuth;
+    let (a_der, a_key, ..) = site.leaf(Some("agent-a"), "a", 0x0b0c, client.clone());
+    let (b_der, b_key, ..) = site.leaf(Some("agent-b"), "b", 0x0d0e, client);
+    std::fs::write(d.join("ca.pem"), site.issuer.pem()).unwrap();
+    std::fs::write(d.join("collector.pem"), server_pem).unwrap();
+    std::fs::write(d.join("collector.key"), server_key).unwrap();
+    let cfg = d.join("collector.toml");
+    let text = |revoked: &str| {
+        format!(
+            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [{revoked}]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
+            d.display()
+        )
+    };
+    std::fs::write(&cfg, text("")).unwrap();
+    let c = start(&cfg);
+    let ca = site.issuer.der().to_vec();
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(200)
+    );
+
+    // agent-a's serial added to the file, SIGHUP: its next report is refused.
+    std::fs::write(&cfg, text("\"0B:0C\"")).unwrap();
+    sighup(&c);
+    let m = metrics_once(
+        &c,
+        &ca,
+        "infrawatch_collector_config_reloads_total{result=\"applied\"} 1\n",
+    );
+    assert!(
+        m.contains("infrawatch_collector_config_reloads_total{result=\"applied\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\ninfrawatch_collector_config_last_reload_successful 1\n"),
+        "{m}"
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(403)
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&b_der, &b_key)), &report("agent-b")),
+        Ok(200)
+    );
+
+    // A broken file: refused, still serving with the configuration in force.
+    std::fs::write(&cfg, text("\"0B:0C\"") + "[agents]\nstale_afer = \"1m\"\n").unwrap();
+    sighup(&c);
+    let m = metrics_once(
+        &c,
+        &ca,
+        "infrawatch_collector_config_reloads_total{result=\"refused\"} 1\n",
+    );
+    assert!(
+        m.contains("\ninfrawatch_collector_config_last_reload_successful 0\n"),
+        "{m}"
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(403)
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&b_der, &b_key)), &report("agent-b")),
+        Ok(200)
+    );
+
+    // A change that needs a restart (another listen address) is refused whole: the
+    // revocation lifted in the same file does not take effect.
+    let moved = text("").replace(
+        "listen = \"127.0.0.1:0\"\nca",
+        "listen = \"127.0.0.1:1\"\nca",
+    );
+    std::fs::write(&cfg, moved).unwrap();
+    sighup(&c);
+    let m = metrics_once(
+        &c,
+        &ca,
+        "infrawatch_collector_config_reloads_total{result=\"refused\"} 2\n",
+    );
+    assert!(
+        m.contains("infrawatch_collector_config_reloads_total{result=\"refused\"} 2\n"),
+        "{m}"
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(403)
+    );
+
+    // A good file again: applied, the metric back to 1, agent-a in.
+    std::fs::write(&cfg, text("")).unwrap();
+    sighup(&c);
+    let m = metrics_once(
+        &c,
+        &ca,
+        "infrawatch_collector_config_reloads_total{result=\"applied\"} 2\n",
+    );
+    assert!(
+        m.contains("\ninfrawatch_collector_config_last_reload_successful 1\n"),
+        "{m}"
+    );
+    assert_eq!(
+        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
+        Ok(200)
     );
 }

@@ -166,6 +166,11 @@ pub trait Environment {
     fn readable(&self, path: &Path) -> Result<(), String>;
     /// Whether a network interface of this name exists now.
     fn interface_exists(&self, name: &str) -> bool;
+    /// An environment variable of the process (only `CREDENTIALS_DIRECTORY` is asked
+    /// for, see [`resolve_credential`]).
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The host as it is.
@@ -180,6 +185,64 @@ impl Environment for RealEnvironment {
     }
     fn interface_exists(&self, name: &str) -> bool {
         Path::new("/sys/class/net").join(name).exists()
+    }
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// How a TLS file key (`[report] ca/cert/key`; the collector's `[ingest] ca/cert/key`,
+/// `[metrics] cert/key`, `[[forward]] ca`) may name a systemd credential.
+pub const CREDENTIALS_PREFIX: &str = "${CREDENTIALS_DIRECTORY}/";
+
+/// A credential path [`resolve_credential`] could not resolve (and reported).
+pub(crate) fn is_unresolved_credential(p: &Path) -> bool {
+    p.to_str()
+        .is_some_and(|s| s.starts_with(CREDENTIALS_PREFIX))
+}
+
+/// The one rule for TLS file paths: a value written `${CREDENTIALS_DIRECTORY}/NAME` is
+/// the credential `NAME` that systemd's `LoadCredential=NAME:/etc/…` (systemd ≥ 247)
+/// placed in the directory it names in `$CREDENTIALS_DIRECTORY` (systemd.exec(5),
+/// "Credentials"); it resolves to `$CREDENTIALS_DIRECTORY/NAME` here, in the loader, so
+/// `check` (run by `ExecStartPre=`/`ExecReload=`, which see the same directory),
+/// start-up and reload agree. With the variable unset (older systemd, or a shell) that
+/// is an error that says so: write the plain path instead. Every other value is a plain
+/// path, used as written; no other variable is expanded.
+pub(crate) fn resolve_credential(
+    value: &mut Option<PathBuf>,
+    at: &[Seg<'_>],
+    doc: &mut Doc<'_>,
+    env: &dyn Environment,
+) {
+    let Some(name) = value
+        .as_deref()
+        .and_then(Path::to_str)
+        .and_then(|v| v.strip_prefix(CREDENTIALS_PREFIX))
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        let span = doc.span_of(at);
+        doc.push(
+            Diagnostic::error(span, format!("`{name}` is not a credential name"))
+                .with_help("write ${CREDENTIALS_DIRECTORY}/NAME with the NAME of the unit's LoadCredential=NAME:PATH"),
+        );
+        return;
+    }
+    match env.var("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        Some(dir) => *value = Some(Path::new(&dir).join(name)),
+        None => {
+            let span = doc.span_of(at);
+            doc.push(
+                Diagnostic::error(
+                    span,
+                    format!("`{CREDENTIALS_PREFIX}{name}`: $CREDENTIALS_DIRECTORY is not set"),
+                )
+                .with_help("this path only resolves in a systemd unit with LoadCredential= (systemd 247 or later); elsewhere write the file's plain path, e.g. /etc/infrawatch/…"),
+            );
+        }
     }
 }
 
@@ -236,10 +299,19 @@ pub fn load_agent(path: &str, text: &str, env: &dyn Environment) -> Loaded<Agent
     let capture = doc.section::<CaptureSection>("capture");
     let flows = doc.section::<FlowsSection>("flows");
     let events = doc.section::<EventsSection>("events");
-    let report = match doc.get("report").cloned() {
+    let mut report = match doc.get("report").cloned() {
         None => Some(None),
         Some(v) => doc.value::<ReportSection>(&v, "[report]").map(Some),
     };
+    if let Some(Some(r)) = &mut report {
+        for (key, value) in [
+            ("ca", &mut r.ca),
+            ("cert", &mut r.cert),
+            ("key", &mut r.key),
+        ] {
+            resolve_credential(value, &[Seg::Key("report"), Seg::Key(key)], &mut doc, env);
+        }
+    }
     // Each section that parsed is checked, so every error shows at once.
     if let Some(a) = &agent {
         validate_agent(a, &mut doc, env);
@@ -474,6 +546,8 @@ fn validate_report(r: &ReportSection, doc: &mut Doc<'_>, env: &dyn Environment) 
                             .with_help("give the CA, certificate and key files (deploy/pki.sh makes them), or set `insecure = true`"),
                     );
                 }
+                // Reported already by `resolve_credential`.
+                Some(p) if is_unresolved_credential(p) => {}
                 Some(p) => {
                     if let Err(e) = env.readable(p) {
                         let span = doc.span_of(&[Seg::Key("report"), Seg::Key(key)]);
@@ -571,6 +645,51 @@ mod tests {
             .collect(),
             ifaces: ["eth1".to_string()].into_iter().collect(),
         }
+    }
+
+    struct CredEnv(FakeEnv, Option<&'static str>);
+    impl Environment for CredEnv {
+        fn readable(&self, path: &Path) -> Result<(), String> {
+            self.0.readable(path)
+        }
+        fn interface_exists(&self, n: &str) -> bool {
+            self.0.interface_exists(n)
+        }
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "CREDENTIALS_DIRECTORY")
+                .then_some(self.1)
+                .flatten()
+                .map(str::to_string)
+        }
+    }
+
+    #[test]
+    fn report_tls_files_may_name_systemd_credentials() {
+        let text = "[capture]\npcap = [\"/tmp/t.pcap\"]\n[report]\ncollectors = [\"https://c:9700\"]\nca = \"/etc/infrawatch/ca.pem\"\ncert = \"${CREDENTIALS_DIRECTORY}/agent.pem\"\nkey = \"${CREDENTIALS_DIRECTORY}/agent.key\"\n";
+        let dir = "/run/credentials/infrawatch-agent.service";
+        let mut e = env();
+        e.files.insert(PathBuf::from(dir).join("agent.pem"));
+        e.files.insert(PathBuf::from(dir).join("agent.key"));
+        let l = load_agent("agent.toml", text, &CredEnv(e, Some(dir)));
+        assert_eq!(l.error_count(), 0, "{}", l.render());
+        let r = l.config.unwrap().report.unwrap();
+        assert_eq!(r.cert.unwrap(), PathBuf::from(dir).join("agent.pem"));
+        assert_eq!(r.ca.unwrap(), PathBuf::from("/etc/infrawatch/ca.pem"));
+        let l = load_agent("agent.toml", text, &CredEnv(env(), None));
+        let out = l.render();
+        assert_eq!(l.error_count(), 2, "{out}");
+        assert!(
+            out.contains("agent.toml:7:7: error: `${CREDENTIALS_DIRECTORY}/agent.key`: $CREDENTIALS_DIRECTORY is not set"),
+            "{out}"
+        );
+        // A name, not a path below the directory.
+        let bad = text.replace("/agent.key", "/../agent.key");
+        let l = load_agent("agent.toml", &bad, &CredEnv(env(), Some(dir)));
+        assert!(
+            l.render().contains("is not a credential name"),
+            "{}",
+            l.render()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! start-up call it, with an [`Environment`] that answers questions about the host so
 //! the checks stay testable. Every mistake is reported at once, with its position.
 
-use crate::agent::{Environment, Loaded, valid_agent_id};
+use crate::agent::{Environment, Loaded, resolve_credential, valid_agent_id};
 use crate::diag::{Diagnostic, Source};
 use crate::doc::{Doc, Seg};
 use crate::units::{ByteSize, HumanDuration};
@@ -195,11 +195,11 @@ pub fn load_collector_file(path: &Path, env: &dyn Environment) -> Loaded<Collect
 pub fn load_collector(path: &str, text: &str, env: &dyn Environment) -> Loaded<CollectorConfig> {
     let mut doc = Doc::parse(text);
     doc.check_top_level(COLLECTOR_SECTIONS);
-    let ingest = required_section::<IngestSection>(&mut doc, "ingest");
-    let metrics = required_section::<MetricsSection>(&mut doc, "metrics");
+    let mut ingest = required_section::<IngestSection>(&mut doc, "ingest");
+    let mut metrics = required_section::<MetricsSection>(&mut doc, "metrics");
     let agents = doc.section::<AgentsSection>("agents");
     let storage = doc.section::<StorageSection>("storage");
-    let forward = match doc.get("forward").cloned() {
+    let mut forward = match doc.get("forward").cloned() {
         None => Some(Vec::new()),
         Some(v) => match v.get_ref().as_array() {
             Some(items) => {
@@ -228,6 +228,27 @@ pub fn load_collector(path: &str, text: &str, env: &dyn Environment) -> Loaded<C
             .value::<RemoteWriteSection>(&v, "[remote_write]")
             .map(Some),
     };
+    // TLS files may name systemd credentials (see `resolve_credential`).
+    if let Some(i) = &mut ingest {
+        for (key, value) in [
+            ("ca", &mut i.ca),
+            ("cert", &mut i.cert),
+            ("key", &mut i.key),
+        ] {
+            resolve_credential(value, &[Seg::Key("ingest"), Seg::Key(key)], &mut doc, env);
+        }
+    }
+    if let Some(m) = &mut metrics {
+        for (key, value) in [("cert", &mut m.cert), ("key", &mut m.key)] {
+            resolve_credential(value, &[Seg::Key("metrics"), Seg::Key(key)], &mut doc, env);
+        }
+    }
+    if let Some(f) = &mut forward {
+        for (n, e) in f.iter_mut().enumerate() {
+            let at = [Seg::Key("forward"), Seg::Index(n), Seg::Key("ca")];
+            resolve_credential(&mut e.ca, &at, &mut doc, env);
+        }
+    }
     if let Some(i) = &ingest {
         validate_ingest(i, &mut doc, env);
     }
@@ -311,6 +332,10 @@ fn validate_listen(listen: Option<&str>, section: &str, port: u16, doc: &mut Doc
 }
 
 fn check_readable(doc: &mut Doc<'_>, env: &dyn Environment, section: &str, key: &str, path: &Path) {
+    if crate::agent::is_unresolved_credential(path) {
+        // Reported already by `resolve_credential`.
+        return;
+    }
     if let Err(e) = env.readable(path) {
         let span = doc.span_of(&[Seg::Key(section), Seg::Key(key)]);
         doc.push(Diagnostic::error(
@@ -522,6 +547,7 @@ fn validate_forward(f: &[ForwardEntry], doc: &mut Doc<'_>, env: &dyn Environment
                             .with_help("give the CA file that signed the SIEM's certificate"),
                     );
                 }
+                Some(ca) if crate::agent::is_unresolved_credential(ca) => {}
                 Some(ca) => {
                     if let Err(err) = env.readable(ca) {
                         let span =
@@ -618,6 +644,54 @@ mod tests {
         )
     }
     const HASH: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    /// The host as systemd's LoadCredential= leaves it: files in the credentials
+    /// directory, and the variable naming it (or not).
+    struct CredEnv(FakeEnv, Option<&'static str>);
+    impl Environment for CredEnv {
+        fn readable(&self, path: &Path) -> Result<(), String> {
+            self.0.readable(path)
+        }
+        fn interface_exists(&self, n: &str) -> bool {
+            self.0.interface_exists(n)
+        }
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "CREDENTIALS_DIRECTORY")
+                .then_some(self.1)
+                .flatten()
+                .map(str::to_string)
+        }
+    }
+
+    #[test]
+    fn tls_files_may_name_systemd_credentials() {
+        let text = "[ingest]\nlisten = \"0.0.0.0:9700\"\nca = \"/etc/infrawatch/ca.pem\"\ncert = \"${CREDENTIALS_DIRECTORY}/collector.pem\"\nkey = \"${CREDENTIALS_DIRECTORY}/collector.key\"\n[metrics]\nlisten = \"0.0.0.0:9701\"\n";
+        let dir = "/run/credentials/infrawatch-collector.service";
+        let mut files = env().0;
+        files.insert(PathBuf::from(dir).join("collector.pem"));
+        files.insert(PathBuf::from(dir).join("collector.key"));
+        let l = load_collector("collector.toml", text, &CredEnv(FakeEnv(files), Some(dir)));
+        assert_eq!(l.error_count(), 0, "{}", l.render());
+        let c = l.config.unwrap();
+        assert_eq!(
+            c.ingest.key.unwrap(),
+            PathBuf::from(dir).join("collector.key")
+        );
+        // A plain path is used as written.
+        assert_eq!(
+            c.ingest.ca.unwrap(),
+            PathBuf::from("/etc/infrawatch/ca.pem")
+        );
+        // Outside systemd: an error at the key, saying what to write instead.
+        let l = load_collector("collector.toml", text, &CredEnv(env(), None));
+        let r = l.render();
+        assert_eq!(l.error_count(), 2, "{r}");
+        assert!(
+            r.contains("collector.toml:4:8: error: `${CREDENTIALS_DIRECTORY}/collector.pem`: $CREDENTIALS_DIRECTORY is not set"),
+            "{r}"
+        );
+        assert!(r.contains("write the file's plain path"), "{r}");
+    }
 
     fn load(text: &str) -> Loaded<CollectorConfig> {
         load_collector("collector.toml", text, &env())

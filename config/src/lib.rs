@@ -11,16 +11,19 @@
 //! - [`policy`]: `policy.toml`, the operator's judgement, checked against the agent's
 //!   [`policy::Vocabulary`] ([`policy::load_policy`] is the one path used by `check`,
 //!   start-up and reload);
-//! - [`units`]: durations and byte sizes.
+//! - [`units`]: durations and byte sizes;
+//! - [`notify`]: the systemd notification socket (readiness, reload, watchdog) both
+//!   daemons use.
 //!
-//! Nothing here touches the network or the clock; the host is reached only through
-//! [`agent::Environment`].
+//! Nothing here but [`notify`] touches the network or the clock; the host is reached
+//! only through [`agent::Environment`].
 
 pub mod agent;
 pub mod collector;
 pub mod diag;
 pub mod doc;
 pub mod filter;
+pub mod notify;
 pub mod policy;
 pub mod report;
 pub mod units;

@@ -126,7 +126,20 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stderr piped into the kept lines (stdout discarded).
     pub fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdout(Stdio::null());
+        Proc::start(cmd)
+    }
+
+    /// Starts `cmd` with stderr kept, and gives its stdout to the caller.
+    pub fn spawn_with_stdout(mut cmd: Command) -> (Proc, std::process::ChildStdout) {
+        cmd.stdout(Stdio::piped());
+        let mut p = Proc::start(cmd);
+        let stdout = p.child.stdout.take().unwrap();
+        (p, stdout)
+    }
+
+    fn start(mut cmd: Command) -> Proc {
+        cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();

@@ -3,9 +3,11 @@
 //! [`Packet`]s whatever the source. Decorators (pacing, filters) wrap a source instead of
 //! adding branches to the hot loop.
 
+pub mod addrs;
 pub mod bpf;
 pub mod live;
 pub mod pcap;
+pub mod privs;
 
 use std::fmt;
 
