@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests, fuzz smoke runs and the benchmark smoke run need, idempotently:
-# Debian packages (apt) and cargo-fuzz. Safe to run again; does nothing when all is there.
+# Debian packages (apt), cargo-fuzz and cargo-deb. Safe to run again; does nothing when
+# all is there.
 # Needs root for apt (CI runs as root); as another user it uses sudo when available.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ APT_PACKAGES=(
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
   prometheus      # promtool check metrics on the collector's /metrics
+  systemd         # systemd-analyze verify/security on the units (scripts/check-packages.sh)
 )
 
 need=()
@@ -45,5 +47,11 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked cargo-fuzz --version 0.13.2 >/dev/null
+fi
+# The Debian packages (scripts/package.sh). 3.8.0 builds with Rust 1.85+; about a minute
+# to compile, once.
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deb"
+  cargo install --locked cargo-deb --version 3.8.0 >/dev/null
 fi
 echo "setup: test dependencies present"
