@@ -12,6 +12,9 @@
 #     certificates are made with the installed infrawatch-pki and put in /etc/infrawatch
 #     as the README tells operators to (and removed before the purge). The example's
 #     capture interface (eth1) may be missing here: `check` only warns about that;
+#   - an upgrade (the same packages repacked with a higher version) keeps an edited
+#     conffile, replaces one it changes, gives both to the service's group and keeps the
+#     units enabled;
 #   - after `apt-get purge`, nothing of ours is left but the system users (kept on
 #     purge, as is usual in Debian; see deploy/debian/*.postrm).
 #
@@ -104,7 +107,7 @@ purge() {
 }
 on_exit() {
   local rc=$?
-  rm -rf "${PKI_DIR:-}"
+  rm -rf "${PKI_DIR:-}" "${WORK:-}"
   if [ "$rc" -ne 0 ] && [ -e "$MARKER" ]; then
     if [ "${KEEP:-0}" = 1 ]; then
       say "KEEP=1: left installed; run this script again (or apt-get purge ${PACKAGES[*]}) to clean up"
@@ -180,6 +183,47 @@ done
 if pgrep -f '^/usr/bin/infrawatch-(agent|collector) ' >/dev/null; then
   fail "an installed infrawatch binary runs after the install; the package must not start it"
 fi
+
+say "upgrade: an edited conffile is kept, a changed one replaced, modes kept, units enabled"
+# The same packages again under a higher version (repacked, so nothing is built): the
+# postinst's upgrade branch (modes set before the try-restart) and dpkg's conffile rules.
+WORK=$(mktemp -d)
+UPGRADE_DEBS=()
+for deb in "${DEBS[@]}"; do
+  dpkg-deb -R "$deb" "$WORK/pkg"
+  sed -i 's/^Version: \(.*\)$/Version: \1+upgradetest/' "$WORK/pkg/DEBIAN/control"
+  # A conffile the new version changes and the operator did not: dpkg replaces it (as
+  # root:root, from the archive) and postinst must give it back to the service's group.
+  if [ -f "$WORK/pkg$CONF/policy.toml" ]; then
+    echo "# changed by the upgrade" >>"$WORK/pkg$CONF/policy.toml"
+  fi
+  name=$(basename "$deb" .deb)
+  dpkg-deb -Zgzip -z1 -b "$WORK/pkg" "$WORK/$name.upgrade.deb" >/dev/null
+  rm -rf "$WORK/pkg"
+  UPGRADE_DEBS+=("$WORK/$name.upgrade.deb")
+done
+echo "# edited by check-packages.sh" >>"$CONF/agent.toml"
+edited=$(sha256sum <"$CONF/agent.toml")
+run_apt install -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${UPGRADE_DEBS[@]}" ||
+  fail "apt-get install of the upgrade failed"
+for p in "${PACKAGES[@]}"; do
+  case "$(dpkg-query -W -f='${Status} ${Version}' "$p")" in
+    "install ok installed "*+upgradetest) ;;
+    *) fail "$p was not upgraded: $(dpkg-query -W -f='${Status} ${Version}' "$p")" ;;
+  esac
+done
+[ "$(sha256sum <"$CONF/agent.toml")" = "$edited" ] || fail "the upgrade replaced the edited $CONF/agent.toml"
+[ "$(tail -n 1 "$CONF/policy.toml")" = "# changed by the upgrade" ] ||
+  fail "the upgrade did not replace the unedited $CONF/policy.toml"
+for f in agent.toml:infrawatch policy.toml:infrawatch collector.toml:infrawatch-collector; do
+  [ "$(stat -c '%U:%G %a' "$CONF/${f%%:*}")" = "root:${f#*:} 640" ] ||
+    fail "$CONF/${f%%:*} is $(stat -c '%U:%G %a' "$CONF/${f%%:*}") after the upgrade"
+done
+for u in "${UNITS[@]}"; do
+  [ "$(readlink -f "$WANTS/$u")" = "$(readlink -f "$UNIT_DIR/$u")" ] ||
+    fail "$u is not enabled after the upgrade"
+done
+rm -rf "$WORK"
 
 say "systemd-analyze verify"
 for u in "${UNITS[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Debian packages infrawatch-agent and infrawatch-collector from one release
-# build: `cargo build --release` of both binaries (nothing is rebuilt when the release
-# build is fresh), then `cargo deb --no-build` per package, which only packs (metadata:
+# Builds the Debian packages infrawatch-agent and infrawatch-collector from the release
+# build: `cargo build --release` of each binary (nothing is rebuilt when it is fresh),
+# then `cargo deb --no-build` per package, which only packs (metadata:
 # [package.metadata.deb] in agent/Cargo.toml and collector/Cargo.toml; maintainer
 # scripts and sysusers files in deploy/debian/, units in deploy/systemd/).
 # Prints the paths of the two .deb files (target/debian/*.deb).
@@ -14,7 +14,13 @@ if ! cargo deb --version >/dev/null 2>&1; then
   exit 1
 fi
 
-cargo build --release --locked -p infrawatch-agent -p infrawatch-collector
+# One package per build, not `-p infrawatch-agent -p infrawatch-collector`: built together,
+# the collector's tokio features (net, rt-multi-thread, io-util) would be unified into the
+# agent's build, which then differs from the `cargo build --release --locked -p
+# infrawatch-agent` of bench/ and scripts/quickstart.sh and is built again. Built alone,
+# the agent we package is the agent the benchmark measured, built once.
+cargo build --release --locked -p infrawatch-agent
+cargo build --release --locked -p infrawatch-collector
 
 debs=()
 for pkg in infrawatch-agent infrawatch-collector; do
