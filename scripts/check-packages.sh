@@ -5,7 +5,8 @@
 #     deploy/examples/ and readable by the service's group only; system users and state
 #     directories; the units enabled (the multi-user.target.wants/ symlink: `systemctl
 #     is-enabled` needs systemd as PID 1) and not started;
-#   - `systemd-analyze verify` of the installed units prints nothing (see KNOWN_HARMLESS);
+#   - `systemd-analyze verify` of the installed units says nothing about them (lines
+#     about other units it loads are shown and ignored);
 #   - `systemd-analyze security --offline=yes`: overall exposure at most 2.0 for each;
 #   - `check` on the installed conffiles passes, as root and as the service user. `check`
 #     wants the TLS files named there to be readable, so a throwaway site CA and
@@ -41,9 +42,6 @@ MARKER=/var/tmp/infrawatch-check-packages.installed
 TLS_FILES=(ca.pem agent.pem agent.key collector.pem collector.key)
 # The exposure `systemd-analyze security` may give a unit, at most.
 MAX_EXPOSURE=2.0
-# `systemd-analyze verify` output lines that say nothing about our units (regexes).
-# Empty for now: with systemd 252 the installed units verify without a line.
-KNOWN_HARMLESS=()
 
 say() { printf 'check-packages: %s\n' "$*"; }
 skip() { printf 'SKIP: check-packages: %s\n' "$*"; exit 0; }
@@ -228,9 +226,15 @@ rm -rf "$WORK"
 say "systemd-analyze verify"
 for u in "${UNITS[@]}"; do
   out=$(systemd-analyze verify "$UNIT_DIR/$u" 2>&1) || fail "systemd-analyze verify $u failed: $out"
-  for re in "${KNOWN_HARMLESS[@]}"; do out=$(printf '%s\n' "$out" | grep -Ev "$re" || true); done
-  [ -z "$out" ] || fail "systemd-analyze verify $u says:
-$out"
+  # Harmless: lines about other units, which verify loads as dependencies (on a
+  # developer's machine, a unit of theirs with an unknown key). Every line about ours
+  # (its path, name or binaries all say "infrawatch") fails. With systemd 252 on a
+  # fresh Debian there is no line at all.
+  other=$(printf '%s\n' "$out" | grep -v infrawatch | grep -v '^$' || true)
+  [ -z "$other" ] || say "  (ignored, not about $u: $other)"
+  ours=$(printf '%s\n' "$out" | grep infrawatch || true)
+  [ -z "$ours" ] || fail "systemd-analyze verify $u says:
+$ours"
 done
 
 say "systemd-analyze security --offline=yes (at most $MAX_EXPOSURE)"
