@@ -21,6 +21,8 @@ APT_PACKAGES=(
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
   prometheus      # promtool check metrics on the collector's /metrics
   systemd         # systemd-analyze verify/security on the units (scripts/check-packages.sh)
+  dpkg-dev        # dpkg-shlibdeps: the Depends cargo-deb computes (scripts/package.sh)
+  binutils        # objcopy: cargo-deb moves debug symbols to the -dbgsym package
 )
 
 need=()
