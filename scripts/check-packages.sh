@@ -34,8 +34,8 @@ UNIT_DIR=/usr/lib/systemd/system
 WANTS=/etc/systemd/system/multi-user.target.wants
 CONF=/etc/infrawatch
 STATE_DIRS=(/var/lib/infrawatch /var/lib/infrawatch-collector)
-# Left while our packages are installed by this script; lets a rerun after an
-# interrupted run take over instead of refusing.
+# Left while our packages are installed by this script; a rerun after an interrupted
+# run purges them first instead of refusing.
 MARKER=/var/tmp/infrawatch-check-packages.installed
 # The throwaway TLS files put in /etc/infrawatch (the names agent.toml and collector.toml
 # use).
@@ -77,16 +77,6 @@ done
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -qv '^unknown ok not-installed$'; }
 
-# Refuse to take over what is not ours to purge.
-if [ ! -e "$MARKER" ]; then
-  for p in "${PACKAGES[@]}"; do
-    installed "$p" && skip "$p is installed on this machine (state: $(dpkg-query -W -f='${Status}' "$p")); this check would purge it. Remove it first (apt-get purge $p)"
-  done
-  for d in "$CONF" "${STATE_DIRS[@]}"; do
-    [ -e "$d" ] && skip "$d exists and is not from these packages; the purge would remove it. Move it away first"
-  done
-fi
-
 cleanup_tls() {
   local f
   for f in "${TLS_FILES[@]}"; do rm -f "${CONF:?}/$f"; done
@@ -116,13 +106,26 @@ on_exit() {
     fi
   fi
 }
-trap on_exit EXIT
 
+if [ -e "$MARKER" ]; then
+  # What an interrupted run of ours (or KEEP=1) left: start again from nothing.
+  say "purging what an earlier run left installed"
+  cleanup_tls
+  purge
+else
+  # Refuse to take over what is not ours to purge.
+  for p in "${PACKAGES[@]}"; do
+    installed "$p" && skip "$p is installed on this machine (state: $(dpkg-query -W -f='${Status}' "$p")); this check would purge it. Remove it first (apt-get purge $p)"
+  done
+  for d in "$CONF" "${STATE_DIRS[@]}"; do
+    [ -e "$d" ] && skip "$d exists and is not from these packages; the purge would remove it. Move it away first"
+  done
+fi
+
+trap on_exit EXIT
 say "installing ${DEBS[*]}"
 touch "$MARKER"
-# Keep a conffile an earlier, interrupted run left (they are the examples anyway).
-run_apt install -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${DEBS[@]}" ||
-  fail "apt-get install ${DEBS[*]} failed"
+run_apt install "${DEBS[@]}" || fail "apt-get install ${DEBS[*]} failed"
 
 say "files, conffiles, users, state directories, units"
 for p in "${PACKAGES[@]}"; do
