@@ -4,10 +4,20 @@
 # then `cargo deb --no-build` per package, which only packs (metadata:
 # [package.metadata.deb] in agent/Cargo.toml and collector/Cargo.toml; maintainer
 # scripts and sysusers files in deploy/debian/, units in deploy/systemd/).
-# Prints the paths of the two .deb files (target/debian/*.deb).
+# Prints the paths of the two .deb files (target/debian/*.deb); the debug symbols are
+# in target/debian/*-dbgsym_*.ddeb beside them.
+#   scripts/package.sh           quick compression (about 5 s a package, 10 % larger)
+#   scripts/package.sh --small   xz's best (about 25 s a package here): for a release
 # Needs cargo-deb (scripts/setup-test-deps.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+compression=(--fast)
+case "${1:-}" in
+  "") ;;
+  --small) compression=() ;;
+  *) echo "usage: scripts/package.sh [--small]" >&2; exit 2 ;;
+esac
 
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "package: cargo-deb is missing; run scripts/setup-test-deps.sh (or: cargo install --locked cargo-deb)" >&2
@@ -25,7 +35,7 @@ cargo build --release --locked -p infrawatch-collector
 debs=()
 for pkg in infrawatch-agent infrawatch-collector; do
   # --no-build: pack the binary built above. cargo-deb prints the .deb's path last.
-  deb=$(cargo deb --locked --no-build -p "$pkg" | tail -n 1)
+  deb=$(cargo deb --locked --no-build "${compression[@]}" -p "$pkg" | tail -n 1)
   [ -f "$deb" ] || { echo "package: cargo deb -p $pkg made no .deb ($deb)" >&2; exit 1; }
   debs+=("$deb")
 done
