@@ -70,7 +70,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 say "building the agent and the collector (release)…"
-cargo build --release --locked -p infrawatch-agent -p infrawatch-collector >&2
+# One binary per build, as scripts/package.sh and bench/ do: built together, the
+# collector's tokio features would be unified into a second, different agent build.
+cargo build --release --locked -p infrawatch-agent >&2
+cargo build --release --locked -p infrawatch-collector >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 BIN=${TARGET:-$ROOT/target}/release
@@ -189,7 +192,7 @@ infrawatch is running (agent "quickstart" → collector, all on 127.0.0.1):
 EOF
 if [ "$PROM" = 1 ]; then
   cat <<EOF
-  Prometheus: http://127.0.0.1:$PROM_PORT/alerts  (try the query: increase(infrawatch_anomalies_total[5m]) > 0)
+  Prometheus: http://127.0.0.1:$PROM_PORT/alerts  (try the query: infrawatch_anomalies_total > 0)
 EOF
 fi
 cat <<EOF

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests, fuzz smoke runs and the benchmark smoke run need, idempotently:
-# Debian packages (apt) and cargo-fuzz. Safe to run again; does nothing when all is there.
+# Debian packages (apt), cargo-fuzz and cargo-deb. Safe to run again; does nothing when
+# all is there.
 # Needs root for apt (CI runs as root); as another user it uses sudo when available.
 set -euo pipefail
 
@@ -22,7 +23,9 @@ APT_PACKAGES=(
   victoria-metrics  # the remote_write receiver of the end-to-end tests
   curl            # HTTPS queries to that receiver in the tests
   procps          # kill(1): the collector's reload and sd_notify tests signal it
-  systemd         # systemd-analyze verify/security of deploy/systemd (deploy tests)
+  systemd         # systemd-analyze verify/security of the units (deploy tests, check-packages.sh)
+  dpkg-dev        # dpkg-shlibdeps: the Depends cargo-deb computes (scripts/package.sh)
+  binutils        # objcopy: cargo-deb moves debug symbols to the -dbgsym package
 )
 
 need=()
@@ -49,5 +52,11 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked cargo-fuzz --version 0.13.2 >/dev/null
+fi
+# The Debian packages (scripts/package.sh). 3.8.0 builds with Rust 1.85+; about a minute
+# to compile, once.
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deb"
+  cargo install --locked cargo-deb --version 3.8.0 >/dev/null
 fi
 echo "setup: test dependencies present"

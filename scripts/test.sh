@@ -19,6 +19,12 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+step "release build, once (the quick start test, the benchmarks and the packages reuse it)"
+# One binary per build: built together, the collector's tokio features would be unified
+# into a second, different agent build (see scripts/package.sh).
+cargo build --release --locked -p infrawatch-agent
+cargo build --release --locked -p infrawatch-collector
+
 step "cargo test"
 cargo test --locked --workspace
 
@@ -30,5 +36,9 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 
 step "benchmark smoke run"
 bench/compare.sh --smoke
+
+step "Debian packages: build, install, check, purge (root; skipped otherwise)"
+scripts/package.sh
+scripts/check-packages.sh
 
 step "all checks passed"
