@@ -219,6 +219,9 @@ from = "198.18.0.10"
 to = "198.18.0.5"
 protocol = "modbus"
 functions = ["read_holding_registers"]
+severity = "critical"
+[detectors.rate_anomaly]
+severity = "warning"
 "#,
     );
     let r = replay_with_policy(&pol, &[steady_path.as_path()]);
@@ -232,6 +235,16 @@ functions = ["read_holding_registers"]
         hits.iter().any(|a| a["rule"] == "hmi polls plc"),
         "the rule's rate: {hits:?}"
     );
+    // The severity of a finding of a rule is the rule's; the kind's own setting is for
+    // the rest (the per-protocol band).
+    for a in &hits {
+        let want = if a["rule"] == "hmi polls plc" {
+            "critical"
+        } else {
+            "warning"
+        };
+        assert_eq!(a["severity"], want, "{a}");
+    }
 }
 
 /// A GOOSE message replayed (an old sqNum while stNum stays) raises `goose`; the

@@ -944,8 +944,9 @@ impl Site {
                 key_of(&[b"rule-rate", r.name.as_bytes()]),
                 now,
             );
+            // Severity as for every finding of a rule: the rule's, else
+            // [detectors.rate_anomaly] severity, else the default (Events::severity).
             x.rule = Some(rule);
-            x.severity = p.policy.detectors.rate_anomaly.severity;
             x.detail = format!(
                 "rule \"{}\": {} requests in the last minute, usually {:.0} ± {:.0}",
                 r.name, d.sample, d.mean, d.band
