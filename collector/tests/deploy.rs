@@ -11,66 +11,20 @@
     clippy::panic
 )] // test code
 
+#[path = "../../tests/src/unit_file.rs"]
+mod unit_file;
+
+use unit_file::Unit;
+
 use infrawatch_config::collector::StorageSection;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/infrawatch-collector.service")
 }
 
-fn parse_unit(text: &str) -> Vec<(String, String, String)> {
-    let mut section = String::new();
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = s.to_string();
-            continue;
-        }
-        assert!(
-            !line.ends_with('\\'),
-            "line {}: keep directives on one line",
-            n + 1
-        );
-        let (k, v) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("line {}: not a key=value: {line}", n + 1));
-        out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
-    }
-    out
-}
-
-struct Unit(Vec<(String, String, String)>);
-
-impl Unit {
-    fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(s, k, _)| s == "Service" && k == key)
-            .map(|(_, _, v)| v.as_str())
-            .collect()
-    }
-    fn one(&self, key: &str) -> &str {
-        let v = self.all(key);
-        assert_eq!(
-            v.len(),
-            1,
-            "[Service] {key}= must be set exactly once: {v:?}"
-        );
-        v[0]
-    }
-    fn words(&self, key: &str) -> BTreeSet<&str> {
-        self.one(key).split_whitespace().collect()
-    }
-}
-
 fn unit() -> Unit {
-    Unit(parse_unit(&std::fs::read_to_string(unit_path()).unwrap()))
+    Unit::load(&unit_path())
 }
 
 #[test]
@@ -139,50 +93,10 @@ fn collector_unit_has_no_capabilities_and_keeps_its_hardening() {
 
 #[test]
 fn collector_unit_passes_systemd_analyze() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIP: systemd-analyze is not installed");
-        return;
-    }
-    // `verify` checks that the binaries exist: point them at one that does.
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(unit_path())
-        .unwrap()
-        .replace("/usr/bin/infrawatch-collector", "/bin/true");
-    let copy = dir.path().join("infrawatch-collector.service");
-    std::fs::write(&copy, text).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(level) = text
-        .lines()
-        .find_map(|l| l.split("Overall exposure level for").nth(1))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|l| l.parse::<f64>().ok())
+    let Some(Some(level)) = unit_file::analyze(&unit_path(), "/usr/bin/infrawatch-collector")
     else {
-        println!(
-            "SKIP exposure check: this systemd-analyze has no offline security mode ({})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
         return;
     };
     // The unit's comment records 1.1; a change that weakens it must say why.
-    assert!(level <= 2.0, "exposure level {level} (was 1.1)\n{text}");
+    assert!(level <= 2.0, "exposure level {level} (was 1.1)");
 }

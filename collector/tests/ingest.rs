@@ -775,37 +775,9 @@ fn remote_write_retries_a_5xx_with_backoff_and_not_a_4xx() {
     );
 }
 
-/// A tmpfs mounted for a test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Result<Tmpfs, String> {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-
-    fn remount(&self, options: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount {options}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+#[path = "../../tests/src/tmpfs.rs"]
+mod tmpfs;
+use tmpfs::Tmpfs;
 
 /// An event with a 2 KiB detail, to fill a small disk quickly.
 fn big_event(seq: u64) -> EventRecord {

@@ -12,6 +12,8 @@
 //! (the `try_*` variants return the error instead).
 
 pub mod harness;
+pub mod tmpfs;
+pub mod unit_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
