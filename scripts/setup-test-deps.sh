@@ -19,6 +19,8 @@ APT_PACKAGES=(
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
   prometheus      # promtool check metrics on the collector's /metrics
+  prometheus-pushgateway  # the peer of the collector benchmark (bench/collector.sh)
+  curl            # bench/collector.sh times the /metrics scrapes
 )
 
 need=()
