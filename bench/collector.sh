@@ -195,7 +195,7 @@ phase() {
   local server=$1 pid=$2 target=$3 url=$4 name=$5 first=$6 rounds=$7 interval=$8 before after rc=0
   before=$(cpu_ticks "$pid")
   taskset -c "$LOAD_CPU" "$LOAD" --target "$target" --url "$url" --agents "$AGENTS" --series "$SERIES" \
-    --first-round "$first" --rounds "$rounds" --interval "$interval" --max-seconds 1800 \
+    --first-round "$first" --clock "$CLOCK" --rounds "$rounds" --interval "$interval" --max-seconds 1800 \
     >"$LOGS/load-$server-$name.json" 2>"$LOGS/load-$server-$name.err" || rc=$?
   after=$(cpu_ticks "$pid")
   m "$server" "phase_${name}_cpu_ticks" "$((after - before))"
@@ -226,6 +226,7 @@ scrapes() {
 }
 
 N_PACED=$ROUNDS
+CLOCK=$(date +%s)   # one clock for both targets: the same timestamps in their gauges
 for server in collector pushgateway; do
   if [ "$server" = collector ]; then pid=$CPID url=http://$INGEST; else pid=$PPID_ url=http://$PGW; fi
   echo "collector.sh: loading the $server ($AGENTS agents x $SERIES series)" >&2
