@@ -20,8 +20,9 @@ APT_PACKAGES=(
   ieee-data       # OUI registry (tools/gen_oui.py)
   openssl         # deploy/pki.sh (the site CA and certificates) and its test
   prometheus      # the end-to-end tests' Prometheus; promtool check metrics
+  prometheus-pushgateway  # the peer of the collector benchmark (bench/collector.sh)
   victoria-metrics  # the remote_write receiver of the end-to-end tests
-  curl            # HTTPS queries to that receiver in the tests
+  curl            # HTTPS queries in the tests; bench/collector.sh times /metrics scrapes
   procps          # kill(1): the collector's reload and sd_notify tests signal it
   systemd         # systemd-analyze verify/security of the units (deploy tests, check-packages.sh)
   dpkg-dev        # dpkg-shlibdeps: the Depends cargo-deb computes (scripts/package.sh)

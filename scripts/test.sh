@@ -37,6 +37,9 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 step "benchmark smoke run"
 bench/compare.sh --smoke
 
+step "collector benchmark smoke run (20 agents x 50 series, beside the Pushgateway)"
+bench/collector.sh --smoke
+
 step "Debian packages: build, install, check, purge (root; skipped otherwise)"
 scripts/package.sh
 scripts/check-packages.sh

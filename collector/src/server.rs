@@ -11,7 +11,7 @@
 //!   `/healthz`, `/readyz`.
 
 use crate::events::{EventStore, Query};
-use crate::state::{KnownAgent, Limits, State};
+use crate::state::{KnownAgent, Limits, ReportView, State};
 use crate::tls::{PeerIdentity, identity};
 use axum::Router;
 use axum::body::Body;
@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use infrawatch_config::collector::{CollectorConfig, token_digest};
-use infrawatch_config::report::{Ack, DecodeError, REPORT_PATH, Report, decode};
+use infrawatch_config::report::{
+    Ack, DecodeError, REPORT_PATH, REPORT_VERSION, Report, decode, inflate,
+};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -634,18 +636,34 @@ impl App {
             }
         };
         let max = current.cfg.ingest.max_report_bytes.0 as usize;
-        let report = match decode(body, gzip, max) {
-            Ok(r) => r,
-            Err(e) => {
-                let status = match e {
-                    DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                return self.refuse(status, e.reason(), e.to_string());
-            }
+        let refuse_decode = |e: DecodeError| {
+            let status = match e {
+                DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            self.refuse(status, e.reason(), e.to_string())
+        };
+        let json = match inflate(body, gzip, max) {
+            Ok(j) => j,
+            Err(e) => return refuse_decode(e),
+        };
+        // The samples borrowed from the text (no allocation per name and label). A
+        // document the view refuses goes through `decode`, the one judge of what a
+        // report is: it names the error (or, should it accept what the view did not,
+        // its report is used).
+        let owned: Report;
+        let report = match serde_json::from_slice::<ReportView<'_>>(&json) {
+            Ok(v) if v.version == REPORT_VERSION => v,
+            _ => match decode(&json, false, max) {
+                Ok(r) => {
+                    owned = r;
+                    ReportView::of(&owned)
+                }
+                Err(e) => return refuse_decode(e),
+            },
         };
         if let Some(p) = peer
-            && p.name != report.agent
+            && *p.name != *report.agent
         {
             return self.refuse(
                 StatusCode::FORBIDDEN,
@@ -690,9 +708,9 @@ impl App {
         }
     }
 
-    fn store(&self, report: &Report, now_ms: u64) -> Response {
+    fn store(&self, report: &ReportView<'_>, now_ms: u64) -> Response {
         let mut inner = self.lock();
-        if let Err(refusal) = inner.state.admit(report) {
+        if let Err(refusal) = inner.state.admit(&report.agent) {
             drop(inner);
             return self.refuse(StatusCode::FORBIDDEN, refusal.reason(), refusal.to_string());
         }
@@ -708,7 +726,7 @@ impl App {
                 );
             }
         };
-        let applied = match inner.state.apply(report, now_ms) {
+        let applied = match inner.state.apply_view(report, now_ms) {
             Ok(a) => a,
             Err(refusal) => {
                 drop(inner);

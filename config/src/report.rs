@@ -136,13 +136,18 @@ impl DecodeError {
     }
 }
 
-/// Decodes a report body: gunzips it when `gzip` (never holding more than
+/// The JSON text of a report body: gunzipped when `gzip` (never holding more than
 /// `max_bytes + 1` decompressed bytes, so a decompression bomb costs bounded memory),
-/// parses the JSON and checks the version.
-pub fn decode(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Report, DecodeError> {
+/// and checked against `max_bytes`. [`decode`] parses what it returns; a reader with its
+/// own view of the document (the collector borrows the samples from the text) starts
+/// from here, so the bounds are the same.
+pub fn inflate(
+    body: &[u8],
+    gzip: bool,
+    max_bytes: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
     use std::io::Read;
-    let inflated;
-    let json: &[u8] = if gzip {
+    if gzip {
         let limit = u64::try_from(max_bytes)
             .unwrap_or(u64::MAX)
             .saturating_add(1);
@@ -154,14 +159,19 @@ pub fn decode(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Report, Decod
         if out.len() > max_bytes {
             return Err(DecodeError::TooLarge { max: max_bytes });
         }
-        inflated = out;
-        &inflated
+        Ok(std::borrow::Cow::Owned(out))
     } else {
         if body.len() > max_bytes {
             return Err(DecodeError::TooLarge { max: max_bytes });
         }
-        body
-    };
+        Ok(std::borrow::Cow::Borrowed(body))
+    }
+}
+
+/// Decodes a report body: [`inflate`]s it, parses the JSON and checks the version.
+pub fn decode(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Report, DecodeError> {
+    let inflated = inflate(body, gzip, max_bytes)?;
+    let json: &[u8] = &inflated;
     match serde_json::from_slice::<Report>(json) {
         Ok(r) if r.version == REPORT_VERSION => Ok(r),
         Ok(r) => Err(DecodeError::Version { got: r.version }),
