@@ -44,4 +44,7 @@ step "Debian packages: build, install, check, purge (root; skipped otherwise)"
 scripts/package.sh
 scripts/check-packages.sh
 
+step "the README's quick start from a fresh clone (last: its release build shares target/)"
+cargo test --locked -p infrawatch-tests --test quickstart -- --ignored
+
 step "all checks passed"
