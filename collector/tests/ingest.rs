@@ -675,32 +675,13 @@ fn remote_write_sends_the_series_as_snappy_protobuf() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         assert!(Instant::now() < deadline, "no remote write with the series");
-        let (mut s, _) = receiver.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut head = String::new();
-        let mut len = 0;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
-                len = v.trim().parse().unwrap();
-            }
-            head.push_str(&line);
-        }
+        let (head, body) = answer_write(&receiver, "204 No Content");
         assert!(head.starts_with("POST /api/v1/write HTTP/1.1"), "{head}");
         assert!(head.contains("Content-Encoding: snappy"), "{head}");
         assert!(
             head.contains("X-Prometheus-Remote-Write-Version: 0.1.0"),
             "{head}"
         );
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).unwrap();
-        s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
         if has(b"infrawatch_packets_total") {
@@ -713,11 +694,13 @@ fn remote_write_sends_the_series_as_snappy_protobuf() {
     }
 }
 
-/// One remote-write request read off `receiver` and answered with `status`: its body.
-fn answer_write(receiver: &std::net::TcpListener, status: &str) -> Vec<u8> {
+/// One remote-write request read off `receiver` and answered with `status`: its head and
+/// body.
+fn answer_write(receiver: &std::net::TcpListener, status: &str) -> (String, Vec<u8>) {
     let (mut s, _) = receiver.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
     let mut len = 0;
     loop {
         let mut line = String::new();
@@ -728,12 +711,13 @@ fn answer_write(receiver: &std::net::TcpListener, status: &str) -> Vec<u8> {
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
             len = v.trim().parse().unwrap();
         }
+        head.push_str(&line);
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).unwrap();
     s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
         .unwrap();
-    body
+    (head, body)
 }
 
 #[test]
@@ -749,9 +733,9 @@ fn remote_write_retries_a_5xx_with_backoff_and_not_a_4xx() {
     std::fs::write(&path, text).unwrap();
     let c = start(&path);
     // First write refused with 503: the same body again after the 1 s backoff.
-    let first = answer_write(&receiver, "503 Service Unavailable");
+    let (_, first) = answer_write(&receiver, "503 Service Unavailable");
     let t1 = Instant::now();
-    let retry = answer_write(&receiver, "400 Bad Request");
+    let (_, retry) = answer_write(&receiver, "400 Bad Request");
     let t2 = Instant::now();
     assert_eq!(first, retry, "a retry sends the same samples");
     assert!(t2 - t1 >= Duration::from_millis(800), "{:?}", t2 - t1);
