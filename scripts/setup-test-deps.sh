@@ -8,6 +8,8 @@ set -euo pipefail
 APT_PACKAGES=(
   iproute2        # ip netns / veth for the live-capture tests
   iputils-ping    # ICMP between test namespaces
+  nmap            # the operator test's SYN scan from the HMI namespace (tests/tests/operator.rs)
+  git             # the quick start test clones the repository afresh
   tcpdump         # reference captures and the live benchmark
   tshark          # reference dissectors (truth, benchmarks)
   libndpi-bin     # ndpiReader, the peer of the benchmarks
