@@ -12,21 +12,11 @@ use infrawatch_config::report::{EventRecord, REPORT_PATH, Report, Sample, encode
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Collector {
-    child: Child,
-    ingest: String,
-    metrics: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{Collector, start};
 
 fn tmp() -> tempfile::TempDir {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
@@ -43,41 +33,6 @@ fn config(dir: &Path, ingest_extra: &str, agents: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn start(config: &Path) -> Collector {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infrawatch-collector"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .env("INFRAWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut ingest, mut metrics) = (None, None);
-    let mut seen = Vec::new();
-    while ingest.is_none() || metrics.is_none() {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("the collector exited before listening: {seen:#?}"))
-            .unwrap();
-        seen.push(line.clone());
-        let addr = line.rsplit(' ').next().unwrap().to_string();
-        if line.contains("ingest listening on ") {
-            ingest = Some(addr);
-        } else if line.contains("metrics listening on ") {
-            metrics = Some(addr);
-        }
-    }
-    // Keep draining the log so the collector never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Collector {
-        child,
-        ingest: ingest.unwrap(),
-        metrics: metrics.unwrap(),
-    }
 }
 
 struct Resp {

@@ -16,12 +16,15 @@ use rcgen::{
     KeyPair, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod common;
+use common::{Collector, start};
 
 struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -57,47 +60,6 @@ impl Ca {
             cert.pem(),
             key.serialize_pem(),
         )
-    }
-}
-
-struct Collector {
-    child: Child,
-    ingest: String,
-    metrics: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &Path) -> Collector {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infrawatch-collector"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("INFRAWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut ingest, mut metrics) = (None, None);
-    while ingest.is_none() || metrics.is_none() {
-        let line = lines.next().expect("the collector exited").unwrap();
-        let addr = line.rsplit(' ').next().unwrap().to_string();
-        if line.contains("ingest listening on ") {
-            ingest = Some(addr);
-        } else if line.contains("metrics listening on ") {
-            metrics = Some(addr);
-        }
-    }
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Collector {
-        child,
-        ingest: ingest.unwrap(),
-        metrics: metrics.unwrap(),
     }
 }
 

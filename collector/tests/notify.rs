@@ -11,26 +11,16 @@
 //! (the debug-build fault hook `INFRAWATCH_TEST_WEDGE_STATE`) with the process alive and
 //! resumes after; SIGHUP gives `RELOADING=1` then `READY=1`; SIGTERM gives `STOPPING=1`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-struct Collector {
-    child: Child,
-    ingest: String,
-    metrics: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Collector;
 
 impl Collector {
     fn signal(&self, sig: &str) {
@@ -127,35 +117,12 @@ fn start(dir: &Path, notify: &Path) -> Collector {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infrawatch-collector"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("INFRAWATCH_LOG", "info")
-        .env("NOTIFY_SOCKET", notify)
+    let mut cmd = common::command(&cfg);
+    cmd.env("NOTIFY_SOCKET", notify)
         .env("WATCHDOG_USEC", "400000")
         .env_remove("WATCHDOG_PID")
-        .env("INFRAWATCH_TEST_WEDGE_STATE", dir.join("wedge"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut ingest, mut metrics) = (None, None);
-    while ingest.is_none() || metrics.is_none() {
-        let line = lines.next().expect("the collector exited").unwrap();
-        let addr = line.rsplit(' ').next().unwrap().to_string();
-        if line.contains("ingest listening on ") {
-            ingest = Some(addr);
-        } else if line.contains("metrics listening on ") {
-            metrics = Some(addr);
-        }
-    }
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Collector {
-        child,
-        ingest: ingest.unwrap(),
-        metrics: metrics.unwrap(),
-    }
+        .env("INFRAWATCH_TEST_WEDGE_STATE", dir.join("wedge"));
+    common::spawn(cmd)
 }
 
 #[test]
