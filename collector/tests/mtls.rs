@@ -162,37 +162,51 @@ fn report(agent: &str) -> Report {
     }
 }
 
-#[test]
-fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
+/// A test directory under target/.
+fn test_dir() -> tempfile::TempDir {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
     std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let d = dir.path();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+/// The site CA, and in `d` its `ca.pem` and the collector's certificate for localhost
+/// (`collector.pem`, `collector.key`).
+fn site_files(d: &Path) -> Ca {
     let site = Ca::new("site CA");
-    let other = Ca::new("another CA");
     let (_, _, server_pem, server_key) = site.leaf(
         Some("localhost"),
         "collector",
         1,
         ExtendedKeyUsagePurpose::ServerAuth,
     );
+    std::fs::write(d.join("ca.pem"), site.issuer.pem()).unwrap();
+    std::fs::write(d.join("collector.pem"), server_pem).unwrap();
+    std::fs::write(d.join("collector.key"), server_key).unwrap();
+    site
+}
+
+/// collector.toml for `d`: mTLS ingest with `revoked` (a TOML array's inside), TLS on
+/// the metrics listener too.
+fn mtls_config(d: &Path, revoked: &str) -> String {
+    format!(
+        "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [{revoked}]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
+        d.display()
+    )
+}
+
+#[test]
+fn only_the_site_ca_s_unrevoked_agents_get_in_as_themselves() {
+    let dir = test_dir();
+    let d = dir.path();
+    let site = site_files(d);
+    let other = Ca::new("another CA");
     let client = ExtendedKeyUsagePurpose::ClientAuth;
     let (a_der, a_key, ..) = site.leaf(Some("agent-a"), "ignored", 0x10, client.clone());
     let (cn_der, cn_key, ..) = site.leaf(None, "agent-cn", 0x11, client.clone());
     let (rev_der, rev_key, ..) = site.leaf(Some("agent-r"), "r", 0x0a1b, client.clone());
     let (x_der, x_key, ..) = other.leaf(Some("agent-a"), "a", 0x10, client);
-    std::fs::write(d.join("ca.pem"), site.issuer.pem()).unwrap();
-    std::fs::write(d.join("collector.pem"), server_pem).unwrap();
-    std::fs::write(d.join("collector.key"), server_key).unwrap();
     let cfg = d.join("collector.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [\"0A:1B\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
-            d.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, mtls_config(d, "\"0A:1B\"")).unwrap();
     let c = start(&cfg);
     let ca = site.issuer.der().to_vec();
     // Itself: in.
@@ -289,30 +303,14 @@ fn metrics_once(c: &Collector, ca: &[u8], needle: &str) -> String {
 
 #[test]
 fn a_reload_revokes_a_certificate_and_a_broken_file_changes_nothing() {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let dir = test_dir();
     let d = dir.path();
-    let site = Ca::new("site CA");
-    let (_, _, server_pem, server_key) = site.leaf(
-        Some("localhost"),
-        "collector",
-        1,
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    let site = site_files(d);
     let client = ExtendedKeyUsagePurpose::ClientAuth;
     let (a_der, a_key, ..) = site.leaf(Some("agent-a"), "a", 0x0b0c, client.clone());
     let (b_der, b_key, ..) = site.leaf(Some("agent-b"), "b", 0x0d0e, client);
-    std::fs::write(d.join("ca.pem"), site.issuer.pem()).unwrap();
-    std::fs::write(d.join("collector.pem"), server_pem).unwrap();
-    std::fs::write(d.join("collector.key"), server_key).unwrap();
     let cfg = d.join("collector.toml");
-    let text = |revoked: &str| {
-        format!(
-            "[ingest]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\nrevoked = [{revoked}]\n[metrics]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/collector.pem\"\nkey = \"{0}/collector.key\"\n[storage]\nstate_dir = \"{0}/state\"\n",
-            d.display()
-        )
-    };
+    let text = |revoked: &str| mtls_config(d, revoked);
     std::fs::write(&cfg, text("")).unwrap();
     let c = start(&cfg);
     let ca = site.issuer.der().to_vec();
