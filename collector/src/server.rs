@@ -47,6 +47,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "store_error",
 ];
 
+/// How soon after a new agent `agents.json` is saved (coalescing a burst of them).
+pub const SAVE_NEW_AGENTS_AFTER: Duration = Duration::from_millis(100);
+
 /// Wall-clock milliseconds since 1970.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -261,6 +264,9 @@ pub struct App {
     inner: Mutex<Inner>,
     pub metrics: SelfMetrics,
     log_limit: Mutex<HashMap<&'static str, (u64, u64)>>,
+    /// Woken when a new agent appears: the saver task writes `agents.json` soon after,
+    /// off the ingest path and coalesced ([`SAVE_NEW_AGENTS_AFTER`]).
+    new_agents: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -335,6 +341,7 @@ impl App {
             }),
             metrics,
             log_limit: Mutex::new(HashMap::new()),
+            new_agents: tokio::sync::Notify::new(),
         }))
     }
 
@@ -548,9 +555,27 @@ impl App {
         if expired > 0 {
             tracing::info!(expired, "events past the retention dropped");
         }
-        if let Some(known) = known
-            && let Err(e) = self.save_known(&known)
-        {
+        if let Some(known) = known {
+            self.save_known_or_retry(&known);
+        }
+    }
+
+    /// Saves the known agents if they changed since the last save (the saver task, soon
+    /// after a new agent).
+    pub fn save_known_if_dirty(&self) {
+        let known = {
+            let mut inner = self.lock();
+            let known = inner.known_dirty.then(|| inner.state.known());
+            inner.known_dirty = false;
+            known
+        };
+        if let Some(known) = known {
+            self.save_known_or_retry(&known);
+        }
+    }
+
+    fn save_known_or_retry(&self, known: &[KnownAgent]) {
+        if let Err(e) = self.save_known(known) {
             tracing::warn!("cannot save the known agents: {e}");
             self.lock().known_dirty = true;
         }
@@ -734,13 +759,14 @@ impl App {
             }
         };
         inner.known_dirty = true;
-        let known = applied.new_agent.then(|| inner.state.known());
         drop(inner);
-        if let Some(known) = known {
+        if applied.new_agent {
+            // Saved by the saver task within SAVE_NEW_AGENTS_AFTER, not here: a burst of
+            // new agents (a site starting up) is one write, not one rewrite of the whole
+            // file per agent. The events are already durable; a new agent lost to a
+            // crash in that window is known again at its next report.
             tracing::info!(agent = %report.agent, version = %report.agent_version, "new agent");
-            if let Err(e) = self.save_known(&known) {
-                tracing::warn!("cannot save the known agents: {e}");
-            }
+            self.new_agents.notify_one();
         }
         let fw = self
             .forwarders
@@ -1199,6 +1225,22 @@ pub async fn serve(
             let _ = tokio::task::spawn_blocking(move || app.tick(now_ms())).await;
         })
     };
+    {
+        let app = app.clone();
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = app.new_agents.notified() => {}
+                    _ = rx.wait_for(|stop| *stop) => break,
+                }
+                // Coalesce the burst; the ticker's last word saves at stop.
+                tokio::time::sleep(SAVE_NEW_AGENTS_AFTER).await;
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.save_known_if_dirty()).await;
+            }
+        });
+    }
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);

@@ -402,7 +402,10 @@ fn replayed_events_are_stored_once_and_survive_a_kill() {
         ids,
         vec![("a:boot-1:1".into(), 2), ("a:boot-1:2".into(), 1)]
     );
-    // SIGKILL: what was acknowledged is durable.
+    // SIGKILL: what was acknowledged is durable. (A new agent itself is saved to
+    // agents.json within SAVE_NEW_AGENTS_AFTER, 100 ms, off the ingest path: the kill
+    // comes after that, as a crash more than a moment after an agent's first report.)
+    std::thread::sleep(Duration::from_millis(500));
     drop(c);
     let c = start(&cfg);
     let list: serde_json::Value = serde_json::from_str(&get(&c.metrics, "/api/v1/events")).unwrap();
