@@ -22,15 +22,17 @@
 )]
 
 mod common;
+#[path = "../../tests/src/notify_socket.rs"]
+mod notify_socket;
+use notify_socket::{Msg, collect, listen, pings, wait_for};
 
 use common::frames::{self, ModbusPoller};
 use common::{skip, veth_pair};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const T0: u64 = 1_795_651_200 * 1_000_000_000;
@@ -61,79 +63,6 @@ impl Agent {
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
-}
-
-/// One datagram and when it arrived.
-struct Msg {
-    at: Instant,
-    text: String,
-}
-
-/// The service manager's side: every datagram, in order.
-fn listen(dir: &Path) -> (PathBuf, Receiver<Msg>) {
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        // Bounded: the thread ends when the test drops the receiver, or after 5 minutes.
-        let until = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < until {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if tx
-                        .send(Msg {
-                            at: Instant::now(),
-                            text,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(_) => continue,
-            }
-        }
-    });
-    (path, rx)
-}
-
-/// The next message for which `pred` holds, within `limit`; messages before it are
-/// returned too.
-fn wait_for(
-    rx: &Receiver<Msg>,
-    limit: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> Option<(Msg, Vec<Msg>)> {
-    let until = Instant::now() + limit;
-    let mut before = Vec::new();
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(m) if pred(&m.text) => return Some((m, before)),
-            Ok(m) => before.push(m),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-        }
-    }
-}
-
-/// Every message received during `d`.
-fn collect(rx: &Receiver<Msg>, d: Duration) -> Vec<Msg> {
-    let until = Instant::now() + d;
-    let mut out = Vec::new();
-    while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        out.push(m);
-    }
-    out
-}
-
-fn pings(msgs: &[Msg]) -> usize {
-    msgs.iter()
-        .filter(|m| m.text.lines().any(|l| l == "WATCHDOG=1"))
-        .count()
 }
 
 /// A Modbus poll: a handshake and three polls, then one more an hour later (in packet

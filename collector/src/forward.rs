@@ -142,11 +142,8 @@ async fn connect(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> std::io:
     let config = tls.ok_or_else(bad)?;
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| bad())?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let s = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name, tcp)
-        .await?;
+    let s = crate::tls::handshake(config, host, tcp).await?;
     Ok(Conn::Tls(Box::new(s)))
 }
 

@@ -186,11 +186,9 @@ impl Endpoint {
         match &self.tls {
             None => self.exchange(tcp, body).await,
             Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| std::io::Error::other(format!("{}: {e}", self.host)))?;
                 let tls = tokio::time::timeout(
                     std::time::Duration::from_secs(10),
-                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+                    crate::tls::handshake(config, &self.host, tcp),
                 )
                 .await
                 .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;

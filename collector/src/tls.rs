@@ -59,6 +59,20 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The client side of a TLS handshake over `tcp`, the server's certificate checked for
+/// `host` (a DNS name or an IP address, without brackets).
+pub async fn handshake(
+    config: &Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+}
+
 /// The ingest server configuration: our certificate and key, client certificates
 /// required and verified against `ca`.
 pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
@@ -74,11 +88,7 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerCon
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_err(cert, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+    let (certs, key) = cert_and_key(cert, key)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -89,14 +99,23 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerCon
     Ok(Arc::new(config))
 }
 
-/// The metrics listener's optional TLS: our certificate and key, no client certificate.
-pub fn plain_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+/// Our certificate chain and private key, from PEM files.
+fn cert_and_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_err(cert, e))?
         .collect::<Result<_, _>>()
         .map_err(|e| file_err(cert, e))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+    Ok((certs, key))
+}
+
+/// The metrics listener's optional TLS: our certificate and key, no client certificate.
+pub fn plain_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (certs, key) = cert_and_key(cert, key)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -314,17 +314,19 @@ fn a_reload_revokes_a_certificate_and_a_broken_file_changes_nothing() {
     std::fs::write(&cfg, text("")).unwrap();
     let c = start(&cfg);
     let ca = site.issuer.der().to_vec();
-    assert_eq!(
-        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
-        Ok(200)
-    );
+    let post_a = || post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a"));
+    let post_b = || post_tls(&c, &ca, Some((&b_der, &b_key)), &report("agent-b"));
+    // The file rewritten, SIGHUP, and /metrics once it counts the outcome.
+    let reload = |text: String, counted: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        sighup(&c);
+        metrics_once(&c, &ca, counted)
+    };
+    assert_eq!(post_a(), Ok(200));
 
     // agent-a's serial added to the file, SIGHUP: its next report is refused.
-    std::fs::write(&cfg, text("\"0B:0C\"")).unwrap();
-    sighup(&c);
-    let m = metrics_once(
-        &c,
-        &ca,
+    let m = reload(
+        text("\"0B:0C\""),
         "infrawatch_collector_config_reloads_total{result=\"applied\"} 1\n",
     );
     assert!(
@@ -335,35 +337,20 @@ fn a_reload_revokes_a_certificate_and_a_broken_file_changes_nothing() {
         m.contains("\ninfrawatch_collector_config_last_reload_successful 1\n"),
         "{m}"
     );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
-        Ok(403)
-    );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&b_der, &b_key)), &report("agent-b")),
-        Ok(200)
-    );
+    assert_eq!(post_a(), Ok(403));
+    assert_eq!(post_b(), Ok(200));
 
     // A broken file: refused, still serving with the configuration in force.
-    std::fs::write(&cfg, text("\"0B:0C\"") + "[agents]\nstale_afer = \"1m\"\n").unwrap();
-    sighup(&c);
-    let m = metrics_once(
-        &c,
-        &ca,
+    let m = reload(
+        text("\"0B:0C\"") + "[agents]\nstale_afer = \"1m\"\n",
         "infrawatch_collector_config_reloads_total{result=\"refused\"} 1\n",
     );
     assert!(
         m.contains("\ninfrawatch_collector_config_last_reload_successful 0\n"),
         "{m}"
     );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
-        Ok(403)
-    );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&b_der, &b_key)), &report("agent-b")),
-        Ok(200)
-    );
+    assert_eq!(post_a(), Ok(403));
+    assert_eq!(post_b(), Ok(200));
 
     // A change that needs a restart (another listen address) is refused whole: the
     // revocation lifted in the same file does not take effect.
@@ -371,36 +358,24 @@ fn a_reload_revokes_a_certificate_and_a_broken_file_changes_nothing() {
         "listen = \"127.0.0.1:0\"\nca",
         "listen = \"127.0.0.1:1\"\nca",
     );
-    std::fs::write(&cfg, moved).unwrap();
-    sighup(&c);
-    let m = metrics_once(
-        &c,
-        &ca,
+    let m = reload(
+        moved,
         "infrawatch_collector_config_reloads_total{result=\"refused\"} 2\n",
     );
     assert!(
         m.contains("infrawatch_collector_config_reloads_total{result=\"refused\"} 2\n"),
         "{m}"
     );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
-        Ok(403)
-    );
+    assert_eq!(post_a(), Ok(403));
 
     // A good file again: applied, the metric back to 1, agent-a in.
-    std::fs::write(&cfg, text("")).unwrap();
-    sighup(&c);
-    let m = metrics_once(
-        &c,
-        &ca,
+    let m = reload(
+        text(""),
         "infrawatch_collector_config_reloads_total{result=\"applied\"} 2\n",
     );
     assert!(
         m.contains("\ninfrawatch_collector_config_last_reload_successful 1\n"),
         "{m}"
     );
-    assert_eq!(
-        post_tls(&c, &ca, Some((&a_der, &a_key)), &report("agent-a")),
-        Ok(200)
-    );
+    assert_eq!(post_a(), Ok(200));
 }

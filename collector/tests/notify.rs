@@ -13,14 +13,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "../../tests/src/notify_socket.rs"]
+mod notify_socket;
 use common::Collector;
+use notify_socket::{collect, has, listen, pings, wait_for};
 
 impl Collector {
     fn signal(&self, sig: &str) {
@@ -41,57 +42,6 @@ fn tmp() -> tempfile::TempDir {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp");
     std::fs::create_dir_all(&base).unwrap();
     tempfile::tempdir_in(base).unwrap()
-}
-
-struct Msg {
-    text: String,
-}
-
-/// The service manager's side: every datagram, in order (the thread is bounded in time
-/// and ends when the test drops the receiver).
-fn listen(dir: &Path) -> (PathBuf, Receiver<Msg>) {
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        let until = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < until {
-            if let Ok(n) = sock.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if tx.send(Msg { text }).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (path, rx)
-}
-
-fn wait_for(rx: &Receiver<Msg>, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<Msg> {
-    let until = Instant::now() + limit;
-    loop {
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(m) if pred(&m.text) => return Some(m),
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-        }
-    }
-}
-
-fn has(line: &'static str) -> impl Fn(&str) -> bool {
-    move |t: &str| t.lines().any(|l| l == line)
-}
-
-fn pings_during(rx: &Receiver<Msg>, d: Duration) -> usize {
-    let until = Instant::now() + d;
-    let mut n = 0;
-    while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        n += usize::from(m.text == "WATCHDOG=1");
-    }
-    n
 }
 
 fn get(addr: &str, path: &str) -> String {
@@ -133,7 +83,7 @@ fn ready_watchdog_reload_and_stop_are_told_to_the_service_manager() {
     let mut c = start(d, &sock);
 
     // READY once both listeners are bound and the state is loaded: both answer.
-    let ready = wait_for(&rx, Duration::from_secs(30), has("READY=1")).expect("no READY=1");
+    let (ready, _) = wait_for(&rx, Duration::from_secs(30), has("READY=1")).expect("no READY=1");
     assert!(
         ready.text.contains("STATUS=0 agents (0 up)"),
         "{}",
@@ -143,7 +93,7 @@ fn ready_watchdog_reload_and_stop_are_told_to_the_service_manager() {
     assert!(get(&c.metrics, "/readyz").starts_with("HTTP/1.1 200"));
 
     // No traffic at all: one ping every WATCHDOG_USEC/2 = 200 ms.
-    let quiet = pings_during(&rx, Duration::from_secs(2));
+    let quiet = pings(&collect(&rx, Duration::from_secs(2)));
     assert!(quiet >= 6, "{quiet} pings in 2 s");
 
     // The state lock held (a wedged ingest): the pings stop, the process lives on. The
@@ -152,8 +102,8 @@ fn ready_watchdog_reload_and_stop_are_told_to_the_service_manager() {
         let wedge = d.join("wedge");
         std::fs::write(&wedge, b"").unwrap();
         // The tick takes the lock within 2 s; then no ping for at least 2 s in a row.
-        let _ = pings_during(&rx, Duration::from_secs(3));
-        let wedged = pings_during(&rx, Duration::from_secs(2));
+        let _ = collect(&rx, Duration::from_secs(3));
+        let wedged = pings(&collect(&rx, Duration::from_secs(2)));
         assert_eq!(wedged, 0, "pings while the state lock is held");
         assert!(c.alive());
         std::fs::remove_file(&wedge).unwrap();
@@ -167,7 +117,8 @@ fn ready_watchdog_reload_and_stop_are_told_to_the_service_manager() {
 
     // SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
     c.signal("HUP");
-    let r = wait_for(&rx, Duration::from_secs(10), has("RELOADING=1")).expect("no RELOADING=1");
+    let (r, _) =
+        wait_for(&rx, Duration::from_secs(10), has("RELOADING=1")).expect("no RELOADING=1");
     assert!(
         r.text.lines().any(|l| l
             .strip_prefix("MONOTONIC_USEC=")

@@ -647,21 +647,7 @@ mod tests {
         }
     }
 
-    struct CredEnv(FakeEnv, Option<&'static str>);
-    impl Environment for CredEnv {
-        fn readable(&self, path: &Path) -> Result<(), String> {
-            self.0.readable(path)
-        }
-        fn interface_exists(&self, n: &str) -> bool {
-            self.0.interface_exists(n)
-        }
-        fn var(&self, name: &str) -> Option<String> {
-            (name == "CREDENTIALS_DIRECTORY")
-                .then_some(self.1)
-                .flatten()
-                .map(str::to_string)
-        }
-    }
+    use crate::testenv::CredEnv;
 
     #[test]
     fn report_tls_files_may_name_systemd_credentials() {

@@ -645,23 +645,7 @@ mod tests {
     }
     const HASH: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-    /// The host as systemd's LoadCredential= leaves it: files in the credentials
-    /// directory, and the variable naming it (or not).
-    struct CredEnv(FakeEnv, Option<&'static str>);
-    impl Environment for CredEnv {
-        fn readable(&self, path: &Path) -> Result<(), String> {
-            self.0.readable(path)
-        }
-        fn interface_exists(&self, n: &str) -> bool {
-            self.0.interface_exists(n)
-        }
-        fn var(&self, name: &str) -> Option<String> {
-            (name == "CREDENTIALS_DIRECTORY")
-                .then_some(self.1)
-                .flatten()
-                .map(str::to_string)
-        }
-    }
+    use crate::testenv::CredEnv;
 
     #[test]
     fn tls_files_may_name_systemd_credentials() {

@@ -26,6 +26,8 @@ pub mod filter;
 pub mod notify;
 pub mod policy;
 pub mod report;
+#[cfg(test)]
+mod testenv;
 pub mod units;
 
 pub use agent::{AgentConfig, Environment, Loaded, RealEnvironment, load_agent, load_agent_file};

@@ -12,6 +12,7 @@
 //! (the `try_*` variants return the error instead).
 
 pub mod harness;
+pub mod notify_socket;
 pub mod tmpfs;
 pub mod unit_file;
 
@@ -134,37 +135,8 @@ fn get_str(v: &serde_yaml_ng::Value, key: &str) -> Option<String> {
     v.get(key).and_then(|x| x.as_str()).map(str::to_string)
 }
 
-/// Every expression (`expr:`) of the rule files, recording rules included, with the
-/// rule's name (alert or record).
-pub fn try_rule_exprs() -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for f in try_rule_files()? {
-        let y = try_yaml(&f)?;
-        let groups = y
-            .get("groups")
-            .and_then(|g| g.as_sequence())
-            .ok_or_else(|| format!("{}: no `groups:` list", f.display()))?;
-        for g in groups {
-            for r in g
-                .get("rules")
-                .and_then(|r| r.as_sequence())
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let name = get_str(r, "alert")
-                    .or_else(|| get_str(r, "record"))
-                    .ok_or_else(|| format!("{}: a rule without alert/record", f.display()))?;
-                let expr = get_str(r, "expr")
-                    .ok_or_else(|| format!("{}: rule {name} has no expr", f.display()))?;
-                out.push((name, expr));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Every alerting rule of the rule files, in file order.
-pub fn try_alert_rules() -> Result<Vec<AlertRule>, String> {
+/// Every rule of the rule files, in file order: (file, group name, the rule's YAML).
+fn try_rules() -> Result<Vec<(PathBuf, String, serde_yaml_ng::Value)>, String> {
     let mut out = Vec::new();
     for f in try_rule_files()? {
         let y = try_yaml(&f)?;
@@ -180,22 +152,46 @@ pub fn try_alert_rules() -> Result<Vec<AlertRule>, String> {
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
-                let Some(alert) = get_str(r, "alert") else {
-                    continue;
-                };
-                out.push(AlertRule {
-                    file: f.clone(),
-                    group: group.clone(),
-                    expr: get_str(r, "expr").unwrap_or_default(),
-                    for_: get_str(r, "for").unwrap_or_default(),
-                    labels: str_map(r.get("labels")),
-                    annotations: str_map(r.get("annotations")),
-                    alert,
-                });
+                out.push((f.clone(), group.clone(), r.clone()));
             }
         }
     }
     Ok(out)
+}
+
+/// Every expression (`expr:`) of the rule files, recording rules included, with the
+/// rule's name (alert or record).
+pub fn try_rule_exprs() -> Result<Vec<(String, String)>, String> {
+    try_rules()?
+        .into_iter()
+        .map(|(f, _, r)| {
+            let name = get_str(&r, "alert")
+                .or_else(|| get_str(&r, "record"))
+                .ok_or_else(|| format!("{}: a rule without alert/record", f.display()))?;
+            let expr = get_str(&r, "expr")
+                .ok_or_else(|| format!("{}: rule {name} has no expr", f.display()))?;
+            Ok((name, expr))
+        })
+        .collect()
+}
+
+/// Every alerting rule of the rule files, in file order.
+pub fn try_alert_rules() -> Result<Vec<AlertRule>, String> {
+    Ok(try_rules()?
+        .into_iter()
+        .filter_map(|(file, group, r)| {
+            let alert = get_str(&r, "alert")?;
+            Some(AlertRule {
+                file,
+                group,
+                expr: get_str(&r, "expr").unwrap_or_default(),
+                for_: get_str(&r, "for").unwrap_or_default(),
+                labels: str_map(r.get("labels")),
+                annotations: str_map(r.get("annotations")),
+                alert,
+            })
+        })
+        .collect())
 }
 
 /// Every alerting rule of the rule files; panics when a file is missing or broken.
